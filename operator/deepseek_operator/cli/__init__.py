@@ -1,14 +1,10 @@
-"""The `dsd` command line: one typer app, one module per command group."""
+"""The `dsd` command line: one typer app, one module per command group.
 
-from __future__ import annotations
+Commands that need the serving stack (Ray, vLLM) import `deepseek_serving` inside the command,
+so the operator's light install keeps working for every other command.
+"""
 
-import typer
+from deepseek_operator.cli import bench_validate, catalog, crd, validate
+from deepseek_operator.cli._app import app
 
-app = typer.Typer(
-    name="dsd",
-    help="Plan, render, validate and run DeepSeekDeployment resources.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-)
-bench_app = typer.Typer(help="Measure against a named baseline measured in the same run.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
+__all__ = ["app", "bench_validate", "catalog", "crd", "validate"]

@@ -1,0 +1,789 @@
+"""`deepseek.serving.dev/v1alpha1` `DeepSeekDeployment`: the pydantic models ARE the CRD.
+
+Field names are snake_case in Python and camelCase in YAML (an alias generator does the
+mapping). Every field's docstring becomes its `description` in the CRD and in the published
+JSON Schema, so `kubectl explain deepseekdeployment.spec.parallelism` reads like this file.
+Unknown fields are rejected everywhere except inside `engineArgs` and inline `config`, which
+are passed through to vLLM and Hugging Face verbatim.
+
+Validation happens in layers (see `deepseek_operator.validation`):
+1. structure: these models (types, bounds, enums, patterns);
+2. cross-field rules that the API server can also check alone (`cross_field_rules`, with a CEL
+   twin copied into the CRD);
+3. checks that need the model's real `config.json` (`deepseek_operator.validation`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from deepseek_operator.api.rules import CrossFieldRule
+from deepseek_operator.quantity import QUANTITY_PATTERN
+
+__all__ = [
+    "AnalysisMetric",
+    "AnalysisSpec",
+    "AnalysisStep",
+    "ApiModel",
+    "ArchitectureSource",
+    "AutoscalingSpec",
+    "CanaryStep",
+    "Condition",
+    "ConfigMapKeyRef",
+    "DeepSeekDeployment",
+    "DeepSeekDeploymentSpec",
+    "DeepSeekDeploymentStatus",
+    "EplbSpec",
+    "HistoryEntry",
+    "HttpRouteSpec",
+    "ModelSpec",
+    "ObjectMeta",
+    "ParallelismSpec",
+    "PauseStep",
+    "PlanSummary",
+    "PrometheusSpec",
+    "RequestLimits",
+    "ResourcesSpec",
+    "RolloutSpec",
+    "RolloutStatus",
+    "SecretKeyRef",
+    "ServingSpec",
+    "TokenizerSpec",
+    "Toleration",
+    "VersionSpec",
+    "VersionTraffic",
+]
+
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+MODEL_SOURCE_PATTERN = (
+    r"^(hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9][A-Za-z0-9._/-]*)?"
+    r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?"
+    r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?"
+    r"|file:///.*)$"
+)
+ENGINE_ARG_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# Bounds that also keep the API server's CEL cost estimate finite (it rejects a CRD whose rules
+# iterate over unbounded lists).
+MAX_VERSIONS = 16
+MAX_STEPS = 64
+MAX_METRICS = 16
+MAX_TOLERATIONS = 32
+# `<deployment>-<version>` names a RayService; KubeRay derives longer names (head service,
+# RayCluster) from it, so it must stay short. See validation.check_object_names.
+MAX_VERSION_NAME_LENGTH = 20
+
+
+def _count_set(*values: object) -> int:
+    return sum(value is not None for value in values)
+
+
+class ApiModel(BaseModel):
+    """Base of every API object: camelCase YAML, unknown fields rejected, docstrings documented."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_default=False,
+    )
+
+    cross_field_rules: ClassVar[tuple[CrossFieldRule, ...]] = ()
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """Publish the cross-field rules as `x-kubernetes-validations` (CEL) on the object's schema."""
+        json_schema = handler(core_schema)
+        if cls.cross_field_rules:
+            target = handler.resolve_ref_schema(json_schema)
+            target["x-kubernetes-validations"] = [rule.to_kubernetes() for rule in cls.cross_field_rules]
+        return json_schema
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML/JSON form: camelCase keys, unset optional fields left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class ConfigMapKeyRef(ApiModel):
+    """A key of a ConfigMap in the deployment's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    """ConfigMap name."""
+    key: str = Field(default="config.json", min_length=1, max_length=253)
+    """Key holding the document."""
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the deployment's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    """Secret name."""
+    key: str = Field(default="api-key", min_length=1, max_length=253)
+    """Key holding the value."""
+
+
+# ─── spec.model ──────────────────────────────────────────────────────────────────────────────
+
+
+class ArchitectureSource(ApiModel):
+    """Where the model's Hugging Face `config.json` comes from: exactly one of the fields."""
+
+    cross_field_rules = (
+        CrossFieldRule(
+            cel="[has(self.catalog), has(self.config), has(self.configMapRef), has(self.path)]"
+            ".filter(x, x).size() == 1",
+            message="set exactly one of catalog, config, configMapRef, path",
+            check=lambda s: (
+                None
+                if _count_set(s.catalog, s.config, s.config_map_ref, s.path) == 1
+                else "set exactly one of catalog, config, configMapRef, path"
+            ),
+        ),
+    )
+
+    catalog: str | None = Field(default=None, max_length=63)
+    """Name of a built-in architecture (`dsd catalog` lists them), e.g. `deepseek-r1`."""
+    config: dict[str, Any] | None = None
+    """The `config.json` mapping inline."""
+    config_map_ref: ConfigMapKeyRef | None = None
+    """A ConfigMap key holding `config.json`."""
+    path: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Path of a `config.json` (or of the directory holding it) on the machine that validates;
+    for local runs and offline review."""
+
+
+class TokenizerSpec(ApiModel):
+    """Tokenizer overrides; by default the tokenizer is loaded from the model source."""
+
+    source: str | None = Field(default=None, pattern=MODEL_SOURCE_PATTERN)
+    """Load the tokenizer from another source (same URI schemes as `model.source`)."""
+    mode: Literal["auto", "slow"] = "auto"
+    """vLLM `tokenizer_mode`."""
+    chat_template: str | None = Field(default=None, max_length=65536)
+    """Jinja chat template replacing the tokenizer's own."""
+
+
+class ModelSpec(ApiModel):
+    """The model to serve: where its weights are and what its architecture is."""
+
+    source: str = Field(pattern=MODEL_SOURCE_PATTERN, max_length=4096)
+    """Where the weights are: `hf://org/name@revision`, `s3://bucket/prefix`, `pvc://claim/path`
+    or `file:///absolute/path`."""
+    architecture: ArchitectureSource | None = None
+    """Where the model's `config.json` comes from. When omitted it is inferred from `source`:
+    well-known Hugging Face repositories map to the built-in catalog and `file://` sources are
+    read from disk; other sources must say."""
+    served_model_name: str | None = Field(default=None, min_length=1, max_length=253)
+    """Model name clients pass in OpenAI requests; defaults to the resource's name."""
+    dtype: Literal["auto", "bfloat16", "float16"] = "auto"
+    """Activation and unquantized-weight dtype."""
+    quantization: Literal["auto", "none", "fp8", "awq", "gptq", "compressed-tensors"] = "auto"
+    """Weight quantization; `auto` follows the checkpoint's `quantization_config`."""
+    max_model_len: int | None = Field(default=None, ge=16, le=16_777_216)
+    """Longest prompt plus completion in tokens; defaults to the model's `max_position_embeddings`."""
+    tokenizer: TokenizerSpec | None = None
+    """Tokenizer overrides."""
+
+
+# ─── spec.versions ───────────────────────────────────────────────────────────────────────────
+
+
+class VersionSpec(ApiModel):
+    """One version of the serving stack. The last entry of `versions` is the desired one; the one
+    before it is what a canary rolls out from."""
+
+    name: str = Field(min_length=1, max_length=MAX_VERSION_NAME_LENGTH, pattern=DNS_LABEL_PATTERN)
+    """Short DNS label naming the version, e.g. `v1`; part of the RayService's name."""
+    image: str | None = Field(default=None, min_length=1, max_length=512)
+    """Serving image (Ray + vLLM + `deepseek_serving`); defaults to the operator's configured image."""
+    model_revision: str | None = Field(default=None, min_length=1, max_length=255)
+    """Model revision (branch, tag or commit) overriding the one in `model.source`."""
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    """Extra vLLM engine arguments (`AsyncEngineArgs` names, snake_case), passed through verbatim.
+    Arguments the planner owns (parallel sizes, `max_model_len`, …) are rejected here."""
+
+
+# ─── spec.parallelism ────────────────────────────────────────────────────────────────────────
+
+
+class EplbSpec(ApiModel):
+    """Expert-parallel load balancing: redundant expert copies placed by measured load."""
+
+    cross_field_rules = (
+        CrossFieldRule(
+            cel="self.redundantExperts == 0 || self.enabled",
+            message="redundant experts need EPLB: set enabled: true",
+            field="redundantExperts",
+            check=lambda s: (
+                None
+                if s.redundant_experts == 0 or s.enabled
+                else f"{s.redundant_experts} redundant experts need EPLB: set enabled: true"
+            ),
+        ),
+    )
+
+    enabled: bool = False
+    """Run vLLM's EPLB (GPU only): measure expert load and rebalance periodically."""
+    redundant_experts: int = Field(default=0, ge=0, le=1024)
+    """Extra physical expert slots per MoE layer, filled with copies of the busiest experts."""
+    policy: Literal["auto", "hierarchical", "global"] = "auto"
+    """Placement policy of the initial expert map; `auto` picks by the shape of the group."""
+    load_stats: ConfigMapKeyRef | None = None
+    """Expert-load statistics (documented format, see docs) to plan the initial map from;
+    uniform load when absent."""
+    window_size: int | None = Field(default=None, ge=1, le=100_000)
+    """Engine steps of load history EPLB keeps."""
+    step_interval: int | None = Field(default=None, ge=1, le=10_000_000)
+    """Engine steps between rebalances."""
+
+
+class ParallelismSpec(ApiModel):
+    """Hints for the planner; every size is optional and the planner fills what is missing.
+
+    In a data-parallel group, attention runs `dataParallelSize` replicas each split over
+    `tensorParallelSize` GPUs of one node, and the routed experts are sharded over all
+    `dataParallelSize × tensorParallelSize` ranks (vLLM `enable_expert_parallel`), so the
+    expert-parallel size, when given, must equal that product.
+    """
+
+    cross_field_rules = (
+        CrossFieldRule(
+            cel="!has(self.expertParallelSize) || !has(self.tensorParallelSize) || "
+            "!has(self.dataParallelSize) || "
+            "self.expertParallelSize == self.tensorParallelSize * self.dataParallelSize",
+            message="expertParallelSize must equal tensorParallelSize × dataParallelSize",
+            field="expertParallelSize",
+            check=lambda s: (
+                None
+                if None in (s.expert_parallel_size, s.tensor_parallel_size, s.data_parallel_size)
+                or s.expert_parallel_size == s.tensor_parallel_size * s.data_parallel_size
+                else (
+                    f"{s.expert_parallel_size} must equal tensorParallelSize × dataParallelSize = "
+                    f"{s.tensor_parallel_size} × {s.data_parallel_size} = "
+                    f"{s.tensor_parallel_size * s.data_parallel_size}: experts are sharded over "
+                    "every rank of a group"
+                )
+            ),
+        ),
+    )
+
+    tensor_parallel_size: int | None = Field(default=None, ge=1, le=64)
+    """GPUs one attention replica is split over; they stay inside one node."""
+    data_parallel_size: int | None = Field(default=None, ge=1, le=1024)
+    """Attention replicas per group, each taking requests."""
+    expert_parallel_size: int | None = Field(default=None, ge=1, le=1024)
+    """Ranks the routed experts are sharded over (= tensor × data parallel size)."""
+    eplb: EplbSpec = Field(default_factory=EplbSpec)
+    """Expert-parallel load balancing."""
+
+
+# ─── spec.resources ──────────────────────────────────────────────────────────────────────────
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration, copied onto GPU worker pods."""
+
+    key: str | None = Field(default=None, max_length=317)
+    """Taint key; empty with operator Exists tolerates everything."""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    """How `value` is compared."""
+    value: str | None = Field(default=None, max_length=63)
+    """Taint value for operator Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect to match; all effects when empty."""
+    toleration_seconds: int | None = None
+    """How long a NoExecute taint is tolerated."""
+
+
+class ResourcesSpec(ApiModel):
+    """The GPU nodes a group runs on."""
+
+    cross_field_rules = (
+        CrossFieldRule(
+            cel="self.accelerator == 'gpu' || (!has(self.gpuType) && !has(self.gpuMemory))",
+            message="gpuType and gpuMemory apply to accelerator gpu only",
+            field="accelerator",
+            check=lambda s: (
+                None
+                if s.accelerator == "gpu" or (s.gpu_type is None and s.gpu_memory is None)
+                else "cpu ranks have no gpuType or gpuMemory: remove them or use accelerator: gpu"
+            ),
+        ),
+    )
+
+    accelerator: Literal["gpu", "cpu"] = "gpu"
+    """`gpu` for production; `cpu` runs each rank on CPU cores (local demos and tests)."""
+    gpus_per_node: int = Field(default=8, ge=1, le=64)
+    """GPUs (ranks, for accelerator cpu) per worker node."""
+    gpu_type: str | None = Field(default=None, max_length=63)
+    """Known GPU type (A100, H100, H200, H20, B200, MI300X, …); sets the memory when `gpuMemory`
+    is not given."""
+    gpu_memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
+    """Usable memory of one GPU as a quantity, e.g. `80Gi`; overrides the `gpuType` default."""
+    cpus_per_gpu: int = Field(default=8, ge=1, le=256)
+    """CPU cores reserved per GPU (per rank)."""
+    memory_per_gpu: str = Field(default="64Gi", pattern=QUANTITY_PATTERN)
+    """Host memory reserved per GPU (per rank)."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels GPU worker pods must match."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=MAX_TOLERATIONS)
+    """Tolerations of GPU worker pods."""
+    priority_class_name: str | None = Field(default=None, max_length=253)
+    """PriorityClass of GPU worker pods."""
+
+
+# ─── spec.autoscaling ────────────────────────────────────────────────────────────────────────
+
+
+class AutoscalingSpec(ApiModel):
+    """Scale the number of data-parallel groups on queue depth (waiting + running requests)."""
+
+    cross_field_rules = (
+        CrossFieldRule(
+            cel="self.minGroups <= self.maxGroups",
+            message="maxGroups must be at least minGroups",
+            field="maxGroups",
+            check=lambda s: (
+                None
+                if s.min_groups <= s.max_groups
+                else f"{s.max_groups} is less than minGroups={s.min_groups}"
+            ),
+        ),
+        CrossFieldRule(
+            cel="self.minGroups > 0 || self.scaleToZero",
+            message="minGroups 0 needs scaleToZero: true",
+            field="minGroups",
+            check=lambda s: (
+                None
+                if s.min_groups > 0 or s.scale_to_zero
+                else "0 needs scaleToZero: true (a cold start loads the whole model)"
+            ),
+        ),
+    )
+
+    min_groups: int = Field(default=1, ge=0, le=1024)
+    """Fewest groups; 0 needs `scaleToZero`."""
+    max_groups: int = Field(ge=1, le=1024)
+    """Most groups."""
+    target_queue_depth_per_group: float = Field(default=64.0, gt=0, le=1_000_000)
+    """Waiting + running requests per group the autoscaler aims for."""
+    upscale_delay_seconds: int = Field(default=30, ge=0, le=86_400)
+    """How long demand must stay above target before adding a group."""
+    downscale_delay_seconds: int = Field(default=600, ge=0, le=86_400)
+    """How long demand must stay below target before removing a group."""
+    scale_to_zero: bool = False
+    """Allow scaling to zero groups when idle (first request after waits for a full model load)."""
+
+
+# ─── spec.rollout ────────────────────────────────────────────────────────────────────────────
+
+
+class PauseStep(ApiModel):
+    """Hold the current weight."""
+
+    duration_seconds: int | None = Field(default=None, ge=1, le=2_592_000)
+    """How long; until promoted by hand (`dsd rollout promote`) when omitted."""
+
+
+class AnalysisStep(ApiModel):
+    """Measure the canary with Prometheus; a failed analysis rolls back."""
+
+    metrics: list[str] = Field(default_factory=list, max_length=MAX_METRICS)
+    """Names of `rollout.analysis.metrics` to evaluate; all of them when empty."""
+
+
+class CanaryStep(ApiModel):
+    """One step of a canary rollout: exactly one of `setWeight`, `pause`, `analysis`."""
+
+    cross_field_rules = (
+        CrossFieldRule(
+            cel="[has(self.setWeight), has(self.pause), has(self.analysis)].filter(x, x).size() == 1",
+            message="a step sets exactly one of setWeight, pause, analysis",
+            check=lambda s: (
+                None
+                if _count_set(s.set_weight, s.pause, s.analysis) == 1
+                else "a step sets exactly one of setWeight, pause, analysis"
+            ),
+        ),
+    )
+
+    set_weight: int | None = Field(default=None, ge=0, le=100)
+    """Percent of requests sent to the new version."""
+    pause: PauseStep | None = None
+    """Hold the current weight for a while or until promoted."""
+    analysis: AnalysisStep | None = None
+    """Evaluate metrics; continue on success, roll back on failure."""
+
+
+class AnalysisMetric(ApiModel):
+    """A PromQL measurement with a threshold: the canary passes while the value is on the right side."""
+
+    cross_field_rules = (
+        CrossFieldRule(
+            cel="has(self.builtin) != has(self.query)",
+            message="set exactly one of builtin, query",
+            check=lambda s: (
+                None if _count_set(s.builtin, s.query) == 1 else "set exactly one of builtin, query"
+            ),
+        ),
+    )
+
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)
+    """Name referenced by analysis steps."""
+    builtin: Literal["errorRate", "ttftP50", "ttftP95", "itlP95", "e2eLatencyP95", "queueDepth"] | None = None
+    """A query the operator writes for the canary version's vLLM/Serve metrics."""
+    query: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Custom PromQL; `{{namespace}}`, `{{deployment}}` and `{{version}}` are substituted."""
+    threshold: float
+    """Limit the value is compared with."""
+    pass_when: Literal["below", "above"] = "below"
+    """The measurement passes when the value is below (latency, errors) or above the threshold."""
+    interval_seconds: int = Field(default=60, ge=5, le=86_400)
+    """Time between measurements."""
+    count: int = Field(default=3, ge=1, le=1000)
+    """Measurements per analysis step."""
+    failure_limit: int = Field(default=0, ge=0, le=1000)
+    """Failed measurements tolerated before the analysis fails."""
+
+
+class PrometheusSpec(ApiModel):
+    """The Prometheus server analysis queries."""
+
+    address: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
+    """Base URL, e.g. `http://prometheus.monitoring:9090`."""
+
+
+class AnalysisSpec(ApiModel):
+    """Metrics a canary is judged by."""
+
+    prometheus: PrometheusSpec
+    """Where to query."""
+    metrics: list[AnalysisMetric] = Field(min_length=1, max_length=MAX_METRICS)
+    """The measurements."""
+
+
+def _default_steps() -> list[CanaryStep]:
+    return [
+        CanaryStep(set_weight=10),
+        CanaryStep(pause=PauseStep(duration_seconds=300)),
+        CanaryStep(set_weight=50),
+        CanaryStep(pause=PauseStep(duration_seconds=300)),
+    ]
+
+
+class RolloutSpec(ApiModel):
+    """How a new version replaces the current one: weighted canary steps, analysis, rollback."""
+
+    cross_field_rules = (
+        CrossFieldRule(
+            cel="has(self.analysis) || self.steps.all(s, !has(s.analysis))",
+            message="analysis steps need rollout.analysis (prometheus and metrics)",
+            field="steps",
+            check=lambda s: (
+                None
+                if s.analysis is not None or all(step.analysis is None for step in s.steps)
+                else "analysis steps need rollout.analysis with prometheus and metrics"
+            ),
+        ),
+        CrossFieldRule(
+            cel="!has(self.analysis) || self.steps.all(s, !has(s.analysis) || !has(s.analysis.metrics) "
+            "|| s.analysis.metrics.all(m, self.analysis.metrics.exists(d, d.name == m)))",
+            message="analysis steps may only name metrics defined in rollout.analysis.metrics",
+            field="steps",
+            check=lambda s: _undefined_metric_message(s),
+        ),
+    )
+
+    steps: list[CanaryStep] = Field(default_factory=_default_steps, max_length=MAX_STEPS)
+    """Steps from the current version to the new one; an empty list switches at once."""
+    analysis: AnalysisSpec | None = None
+    """Metrics analysis steps evaluate."""
+    auto_rollback: bool = True
+    """Roll back automatically when an analysis fails or the canary becomes unhealthy."""
+    history_limit: int = Field(default=10, ge=1, le=100)
+    """Finished rollouts kept in `status.history`."""
+
+
+def _undefined_metric_message(rollout: RolloutSpec) -> str | None:
+    defined = {metric.name for metric in rollout.analysis.metrics} if rollout.analysis else set()
+    for index, step in enumerate(rollout.steps):
+        if step.analysis is None or rollout.analysis is None:
+            continue
+        unknown = [name for name in step.analysis.metrics if name not in defined]
+        if unknown:
+            return (
+                f"[{index}].analysis.metrics names {', '.join(unknown)}, not defined in "
+                f"rollout.analysis.metrics (defined: {', '.join(sorted(defined))})"
+            )
+    return None
+
+
+# ─── spec.serving ────────────────────────────────────────────────────────────────────────────
+
+
+class RequestLimits(ApiModel):
+    """Per-request and per-group admission limits of the OpenAI endpoint."""
+
+    max_concurrent_requests: int = Field(default=1024, ge=1, le=1_000_000)
+    """Requests one group admits at once; more get HTTP 429."""
+    request_timeout_seconds: int = Field(default=600, ge=1, le=86_400)
+    """Longest a request may take end to end."""
+    max_tokens: int | None = Field(default=None, ge=1, le=16_777_216)
+    """Upper bound on a request's `max_tokens`; larger values get HTTP 400."""
+
+
+class HttpRouteParentRef(ApiModel):
+    """A Gateway API Gateway (listener) the route attaches to."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """Gateway name."""
+    namespace: str | None = Field(default=None, max_length=63)
+    """Gateway namespace; the deployment's when empty."""
+    section_name: str | None = Field(default=None, max_length=253)
+    """Listener name."""
+
+
+class HttpRouteSpec(ApiModel):
+    """Expose the deployment through a Gateway API HTTPRoute (canary weights live there)."""
+
+    parent_refs: list[HttpRouteParentRef] = Field(min_length=1, max_length=32)
+    """Gateways to attach to."""
+    hostnames: list[str] = Field(default_factory=list, max_length=16)
+    """Host names the route answers."""
+
+
+class ServingSpec(ApiModel):
+    """The OpenAI-compatible endpoint."""
+
+    port: int = Field(default=8000, ge=1, le=65535)
+    """Port of Ray Serve's HTTP proxy."""
+    route_prefix: str = Field(default="/", pattern=r"^/[A-Za-z0-9._~/-]*$", max_length=256)
+    """Path prefix the OpenAI API is served under."""
+    api_key_secret_ref: SecretKeyRef | None = None
+    """When set, requests must carry `Authorization: Bearer <key>` with this key."""
+    limits: RequestLimits = Field(default_factory=RequestLimits)
+    """Admission limits."""
+    http_route: HttpRouteSpec | None = None
+    """Gateway API exposure; required for weighted canaries on Kubernetes."""
+
+
+# ─── spec ────────────────────────────────────────────────────────────────────────────────────
+
+
+class DeepSeekDeploymentSpec(ApiModel):
+    """Desired state of a DeepSeek MoE model served by KubeRay, Ray Serve and vLLM."""
+
+    cross_field_rules = (
+        CrossFieldRule(
+            cel="!has(self.groups) || !has(self.autoscaling) || "
+            "(self.groups >= self.autoscaling.minGroups && self.groups <= self.autoscaling.maxGroups)",
+            message="groups must lie within autoscaling minGroups..maxGroups",
+            field="groups",
+            check=lambda s: (
+                None
+                if s.groups is None
+                or s.autoscaling is None
+                or s.autoscaling.min_groups <= s.groups <= s.autoscaling.max_groups
+                else (
+                    f"{s.groups} lies outside autoscaling bounds "
+                    f"{s.autoscaling.min_groups}..{s.autoscaling.max_groups}"
+                )
+            ),
+        ),
+    )
+
+    model: ModelSpec
+    """The model."""
+    versions: list[VersionSpec] = Field(min_length=1, max_length=MAX_VERSIONS)
+    """Versions in order; the last is desired. Appending one starts a canary rollout from the one
+    before it. Names are unique (the CRD declares `name` the list's map key)."""
+    groups: int | None = Field(default=None, ge=0, le=1024)
+    """Data-parallel groups to run (the scale subresource's replicas). Defaults to
+    `autoscaling.minGroups`, or 1 without autoscaling."""
+    parallelism: ParallelismSpec = Field(default_factory=ParallelismSpec)
+    """Tensor/data/expert-parallel hints and EPLB."""
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    """Node shape."""
+    autoscaling: AutoscalingSpec | None = None
+    """Queue-depth autoscaling of whole groups; fixed `groups` when omitted."""
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    """Canary rollout of new versions."""
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    """The endpoint."""
+
+    @property
+    def desired_version(self) -> VersionSpec:
+        return self.versions[-1]
+
+    @property
+    def initial_groups(self) -> int:
+        if self.groups is not None:
+            return self.groups
+        return self.autoscaling.min_groups if self.autoscaling else 1
+
+
+# ─── status ──────────────────────────────────────────────────────────────────────────────────
+
+
+class Condition(ApiModel):
+    """A `metav1.Condition`."""
+
+    type: str = Field(max_length=316)
+    """Ready, Progressing or Degraded."""
+    status: Literal["True", "False", "Unknown"]
+    """Whether the condition holds."""
+    reason: str = Field(max_length=1024)
+    """CamelCase machine-readable reason."""
+    message: str = Field(default="", max_length=32768)
+    """Human-readable detail."""
+    last_transition_time: datetime
+    """When `status` last changed."""
+    observed_generation: int | None = Field(default=None, ge=0)
+    """`metadata.generation` the condition was computed from."""
+
+
+class PlanSummary(ApiModel):
+    """What the planner decided for the desired version."""
+
+    tensor_parallel_size: int
+    """GPUs per attention replica."""
+    data_parallel_size: int
+    """Attention replicas per group."""
+    expert_parallel_size: int
+    """Ranks the experts are sharded over."""
+    gpus_per_group: int
+    """GPUs (ranks) in one group."""
+    nodes_per_group: int
+    """Whole nodes one group spans."""
+    redundant_experts: int = 0
+    """Extra expert slots per MoE layer."""
+    fits: bool = True
+    """Whether weights and KV cache fit in GPU memory."""
+    kv_cache_tokens_per_group: int | None = None
+    """Tokens of KV cache one group holds."""
+    eplb_balancedness: float | None = None
+    """Mean over max GPU load of the initial expert map (1.0 is perfect)."""
+
+
+class VersionTraffic(ApiModel):
+    """Traffic share and health of one version."""
+
+    version: str
+    """Version name."""
+    weight: int = Field(ge=0, le=100)
+    """Percent of requests."""
+    ray_service: str | None = None
+    """RayService serving it."""
+    ready_groups: int = 0
+    """Groups serving."""
+
+
+class RolloutStatus(ApiModel):
+    """Where the current canary rollout stands."""
+
+    stable_version: str | None = None
+    """Version serving before the rollout started."""
+    canary_version: str | None = None
+    """Version being rolled out."""
+    step_index: int = Field(default=0, ge=0)
+    """Index into `spec.rollout.steps` of the step in progress."""
+    step_hash: str | None = None
+    """Hash of the steps the index refers to; a change restarts the rollout."""
+    phase: Literal["Progressing", "Paused", "Analyzing", "Completed", "Aborted"] = "Progressing"
+    """Rollout phase."""
+    message: str = ""
+    """Human-readable detail."""
+    last_step_transition_time: datetime | None = None
+    """When the current step started."""
+
+
+class HistoryEntry(ApiModel):
+    """A finished rollout."""
+
+    version: str
+    """Version rolled out."""
+    from_version: str | None = None
+    """Version it replaced."""
+    outcome: Literal["Promoted", "RolledBack", "Aborted"]
+    """How it ended."""
+    reason: str = ""
+    """CamelCase reason."""
+    message: str = ""
+    """Detail, e.g. the failed metric."""
+    start_time: datetime | None = None
+    """When it started."""
+    finish_time: datetime
+    """When it ended."""
+
+
+class DeepSeekDeploymentStatus(ApiModel):
+    """Observed state, written by the operator."""
+
+    observed_generation: int | None = None
+    """`metadata.generation` of the last successful reconcile."""
+    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    """Ready, Progressing, Degraded."""
+    phase: str | None = None
+    """One-word summary for people: Pending, Deploying, Serving, RollingOut, Degraded, Invalid."""
+    message: str | None = None
+    """One-line summary for people."""
+    current_version: str | None = None
+    """Version serving the stable share of traffic."""
+    canary_version: str | None = None
+    """Version being rolled out, if any."""
+    canary_weight: int | None = Field(default=None, ge=0, le=100)
+    """Percent of requests the canary gets."""
+    desired_groups: int | None = None
+    """Groups wanted (scale subresource replicas)."""
+    ready_groups: int | None = None
+    """Groups serving."""
+    selector: str | None = None
+    """Label selector of the rank pods (scale subresource)."""
+    plan: PlanSummary | None = None
+    """The planner's decision for the desired version."""
+    traffic: list[VersionTraffic] = Field(default_factory=list, max_length=MAX_VERSIONS)
+    """Traffic per version."""
+    rollout: RolloutStatus | None = None
+    """The rollout in progress."""
+    history: list[HistoryEntry] = Field(default_factory=list, max_length=100)
+    """Finished rollouts, newest last."""
+
+
+# ─── the resource ────────────────────────────────────────────────────────────────────────────
+
+
+class ObjectMeta(BaseModel):
+    """The parts of `metadata` the operator reads; everything else is kept as is."""
+
+    model_config = ConfigDict(extra="allow", validate_by_name=True, validate_by_alias=True)
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    namespace: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL_PATTERN)
+    generation: int | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class DeepSeekDeployment(ApiModel):
+    """A DeepSeek MoE model served on Kubernetes through KubeRay, Ray Serve and vLLM."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_version: Literal["deepseek.serving.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["DeepSeekDeployment"]
+    metadata: ObjectMeta
+    spec: DeepSeekDeploymentSpec
+    status: DeepSeekDeploymentStatus | None = None
