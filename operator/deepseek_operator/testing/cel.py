@@ -27,6 +27,7 @@ from typing import Any
 
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_bindings, ext_math, ext_optional, ext_strings
+
 from deepseek_operator.testing.fielderrors import ErrorType, FieldError, child, index, key
 
 __all__ = [
