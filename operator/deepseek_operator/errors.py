@@ -50,6 +50,14 @@ class InvalidSpec(DeepSeekOperatorError):
         return self.summary()
 
 
+class PlanInfeasible(InvalidSpec):
+    """No group shape fits the model on the given nodes; says by how much and what would fit.
+
+    An `InvalidSpec` too: the user must change the resource. Surfaced as `Degraded` with reason
+    `PlanInfeasible`, not as a crash.
+    """
+
+
 class ModelConfigError(DeepSeekOperatorError):
     """A model `config.json` is unreadable or not a DeepSeek MoE architecture.
 

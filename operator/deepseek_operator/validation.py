@@ -34,6 +34,7 @@ from deepseek_operator.api.v1alpha1 import (
 from deepseek_operator.errors import FieldError, InvalidSpec
 from deepseek_operator.hardware import GPU_TYPES, known_gpu_types
 from deepseek_operator.modelcfg import ArchitectureContext, ModelArchitecture, resolve_architecture
+from deepseek_operator.planner.memory import engine_memory_settings
 from deepseek_operator.quantity import QUANTITY_PATTERN
 
 __all__ = [
@@ -135,7 +136,8 @@ def _parse_with_repairs(
 ) -> tuple[list[FieldError], list[str], DeepSeekDeployment | None]:
     """Parse; on structural errors, drop the offending mapping keys and retry.
 
-    Returns the first pass's errors, the paths of the dropped fields, and the resource parsed from the repaired copy (None when dropping keys cannot make it parse: a
+    Returns the first pass's errors, the paths of the dropped fields, and the resource parsed
+    from the repaired copy (None when dropping keys cannot make it parse: a
     required field is wrong, or the error sits in a list item, whose removal would shift indices).
     """
     candidate = copy.deepcopy(dict(document))
@@ -177,7 +179,7 @@ def _about_repaired(path: str, dropped_fields: list[str]) -> bool:
     """Whether `path` is a dropped field, inside one, or its parent object or a sibling field."""
     for dropped in dropped_fields:
         parent = dropped.rpartition(".")[0]
-        if path == dropped or path.startswith((f"{dropped}.", f"{dropped}[")) or path == parent:
+        if path in (dropped, parent) or path.startswith((f"{dropped}.", f"{dropped}[")):
             return True
         if path.startswith(f"{parent}.") and not any(mark in path[len(parent) + 1 :] for mark in ".["):
             return True
@@ -299,6 +301,7 @@ def _check_resources(spec: DeepSeekDeploymentSpec) -> Iterator[FieldError]:
 
 def _check_engine_args(spec: DeepSeekDeploymentSpec) -> Iterator[FieldError]:
     for index, version in enumerate(spec.versions):
+        yield from engine_memory_settings(version.engine_args, f"spec.versions[{index}].engineArgs")[1]
         for key in version.engine_args:
             path = f"spec.versions[{index}].engineArgs.{key}"
             if key in PLANNER_OWNED_ENGINE_ARGS:

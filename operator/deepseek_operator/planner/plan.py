@@ -1,0 +1,266 @@
+"""The plan of a deployment: one pure function from a validated resource to every decision.
+
+`plan_deployment` composes the planners: the node shape (`inventory_from_spec`), the group shape
+and memory fit (`sizing`), the Ray placement and KubeRay worker pods (`placement`), and the
+initial EPLB expert map (`eplb`). `dsd plan` prints it, the renderer turns it into a RayService,
+the operator records its summary in status; all three call this function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentSpec, PlanSummary
+from deepseek_operator.errors import FieldError, InvalidSpec
+from deepseek_operator.hardware import GPU_TYPES
+from deepseek_operator.modelcfg import ModelArchitecture
+from deepseek_operator.planner.eplb import (
+    EplbTopology,
+    ExpertPlacement,
+    compute_balancedness,
+    plan_expert_placement,
+)
+from deepseek_operator.planner.memory import (
+    EngineMemorySettings,
+    WeightFormat,
+    engine_memory_settings,
+    expert_bytes,
+    weight_format,
+)
+from deepseek_operator.planner.placement import (
+    GroupPlacement,
+    WorkerGroupShape,
+    plan_group_placement,
+    plan_worker_group,
+)
+from deepseek_operator.planner.sizing import SizedGroup, SizingRequest, choose_parallel_sizes
+from deepseek_operator.planner.types import Inventory, ParallelSizes
+from deepseek_operator.quantity import parse_quantity
+from deepseek_operator.validation import ValidatedDeployment
+
+__all__ = ["Plan", "inventory_from_spec", "plan_deployment"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every planning decision for the desired version of one deployment."""
+
+    deployment: str
+    version: str
+    architecture: ModelArchitecture
+    inventory: Inventory
+    weight_format: WeightFormat
+    engine: EngineMemorySettings
+    group: SizedGroup
+    """Parallel sizes and the memory of one rank."""
+    redundant_experts: int
+    groups: int
+    """Groups to start with."""
+    min_groups: int
+    max_groups: int
+    placement: GroupPlacement
+    worker_group: WorkerGroupShape
+    expert_placement: ExpertPlacement | None
+    """The initial expert map; None when the group has a single rank (nothing to place)."""
+    load_source: str
+    """Where the expert load came from: `uniform`, a file, or a ConfigMap."""
+
+    @property
+    def sizes(self) -> ParallelSizes:
+        return self.group.sizes
+
+    @property
+    def reason(self) -> str:
+        """One sentence for events and logs."""
+        memory = self.group.memory
+        return (
+            f"{self.sizes} on {self.sizes.nodes} node(s) of {self.inventory.describe()} per group, "
+            f"{self.groups} group(s); {memory.weights / 2**30:.1f} GiB weights and "
+            f"{self.group.kv_cache_tokens_per_group:,} KV-cache tokens per group"
+        )
+
+    def summary(self) -> PlanSummary:
+        """The part recorded in `status.plan`."""
+        return PlanSummary(
+            tensor_parallel_size=self.sizes.tensor,
+            data_parallel_size=self.sizes.data,
+            expert_parallel_size=self.sizes.expert,
+            gpus_per_group=self.sizes.ranks,
+            nodes_per_group=self.sizes.nodes,
+            redundant_experts=self.redundant_experts,
+            fits=self.group.fits,
+            kv_cache_tokens_per_group=self.group.kv_cache_tokens_per_group,
+            eplb_balancedness=round(self.expert_placement.balancedness, 4) if self.expert_placement else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """`dsd plan --json`: one object with every number the tables show."""
+        memory = self.group.memory
+        return {
+            "deployment": self.deployment,
+            "version": self.version,
+            "architecture": self.architecture.name,
+            "tensor_parallel_size": self.sizes.tensor,
+            "data_parallel_size": self.sizes.data,
+            "expert_parallel_size": self.sizes.expert,
+            "gpus_per_group": self.sizes.ranks,
+            "nodes_per_group": self.sizes.nodes,
+            "groups": self.groups,
+            "min_groups": self.min_groups,
+            "max_groups": self.max_groups,
+            "redundant_experts": self.redundant_experts,
+            "expert_slots_per_gpu": memory.slots_per_rank,
+            "weight_format": self.weight_format.name,
+            "max_model_len": self.group.max_model_len,
+            "per_gpu_memory_bytes": memory.as_dict(),
+            "kv_cache_bytes_per_token": memory.kv_cache_bytes_per_token,
+            "kv_cache_tokens_per_gpu": memory.kv_cache_tokens,
+            "kv_cache_tokens_per_group": self.group.kv_cache_tokens_per_group,
+            "fits": self.group.fits,
+            "placement_group": {**self.placement.to_ray(), "rank_bundle": list(self.placement.rank_bundle)},
+            "worker_group": {
+                "pods_per_group": self.worker_group.pods_per_group,
+                "gpus_per_pod": self.worker_group.gpus_per_pod,
+                "cpus_per_pod": self.worker_group.cpus_per_pod,
+                "memory_per_pod_bytes": self.worker_group.memory_per_pod_bytes,
+                "replicas": self.worker_group.replicas,
+                "min_replicas": self.worker_group.min_replicas,
+                "max_replicas": self.worker_group.max_replicas,
+            },
+            "eplb": self._eplb_json(),
+        }
+
+    def _eplb_json(self) -> dict[str, Any] | None:
+        placement = self.expert_placement
+        if placement is None:
+            return None
+        per_layer = [compute_balancedness(layer[None, :]) for layer in placement.gpu_load]
+        return {
+            "policy": placement.policy,
+            "reason": placement.reason,
+            "load_source": self.load_source,
+            "balancedness": placement.balancedness,
+            "balancedness_bound": placement.balancedness_bound,
+            "per_layer_balancedness": per_layer,
+            "expert_bytes": expert_bytes(self.architecture, self.weight_format),
+            "physical_to_logical": placement.physical_to_logical.tolist(),
+        }
+
+
+def inventory_from_spec(spec: DeepSeekDeploymentSpec) -> Inventory:
+    """The node shape `spec.resources` describes (validated: a GPU has a known type or a memory)."""
+    resources = spec.resources
+    if resources.accelerator == "cpu":
+        memory = parse_quantity(resources.memory_per_gpu)
+    elif resources.gpu_memory is not None:
+        memory = parse_quantity(resources.gpu_memory)
+    else:
+        memory = GPU_TYPES[resources.gpu_type or ""].memory_bytes
+    return Inventory(
+        accelerator=resources.accelerator,
+        gpus_per_node=resources.gpus_per_node,
+        gpu_memory_bytes=memory,
+        gpu_type=resources.gpu_type,
+        cpus_per_gpu=resources.cpus_per_gpu,
+        host_memory_per_gpu_bytes=parse_quantity(resources.memory_per_gpu),
+    )
+
+
+def plan_deployment(
+    deployment: ValidatedDeployment,
+    *,
+    inventory: Inventory | None = None,
+    expert_load: npt.ArrayLike | None = None,
+    load_source: str = "uniform",
+) -> Plan:
+    """Plan the desired version of `deployment`.
+
+    Parameters:
+        deployment: a resource that passed `validate_deployment`.
+        inventory: the node shape; `spec.resources` when None (`dsd plan --gpus-per-node` etc.
+            override it).
+        expert_load: `[moe_layers, n_routed_experts]` tokens per expert; uniform when None.
+        load_source: where `expert_load` came from, for display.
+
+    Raises:
+        PlanInfeasible: no group shape fits; the message says by how much and what would fit.
+        InvalidSpec: engine arguments of the wrong type, or load statistics of the wrong shape
+            (`validate_deployment` reports the former already).
+    """
+    spec, arch = deployment.spec, deployment.architecture
+    inventory = inventory or inventory_from_spec(spec)
+    redundant = spec.parallelism.eplb.redundant_experts
+    fmt = weight_format(arch, spec.model.quantization, spec.model.dtype)
+    engine, errors = engine_memory_settings(
+        spec.desired_version.engine_args, f"spec.versions[{len(spec.versions) - 1}].engineArgs"
+    )
+    if errors:
+        raise InvalidSpec(errors)
+
+    # Step 1: the group shape and its memory fit.
+    group = choose_parallel_sizes(
+        SizingRequest(
+            arch=arch,
+            inventory=inventory,
+            fmt=fmt,
+            engine=engine,
+            redundant_experts=redundant,
+            max_model_len=spec.model.max_model_len or arch.max_position_embeddings,
+            tensor_hint=spec.parallelism.tensor_parallel_size,
+            data_hint=spec.parallelism.data_parallel_size,
+            expert_hint=spec.parallelism.expert_parallel_size,
+        )
+    )
+
+    # Step 2: how many groups, and the Ray and KubeRay shapes that hold them.
+    autoscaling = spec.autoscaling
+    min_groups = autoscaling.min_groups if autoscaling else spec.initial_groups
+    max_groups = autoscaling.max_groups if autoscaling else spec.initial_groups
+    placement = plan_group_placement(group.sizes, inventory)
+    worker_group = plan_worker_group(
+        group.sizes, inventory, groups=spec.initial_groups, min_groups=min_groups, max_groups=max_groups
+    )
+
+    # Step 3: the initial expert map.
+    expert_placement = _plan_experts(deployment, group.sizes, redundant, expert_load)
+    return Plan(
+        deployment=deployment.resource.metadata.name,
+        version=spec.desired_version.name,
+        architecture=arch,
+        inventory=inventory,
+        weight_format=fmt,
+        engine=engine,
+        group=group,
+        redundant_experts=redundant,
+        groups=spec.initial_groups,
+        min_groups=min_groups,
+        max_groups=max_groups,
+        placement=placement,
+        worker_group=worker_group,
+        expert_placement=expert_placement,
+        load_source=load_source if expert_load is not None else "uniform",
+    )
+
+
+def _plan_experts(
+    deployment: ValidatedDeployment, sizes: ParallelSizes, redundant: int, expert_load: npt.ArrayLike | None
+) -> ExpertPlacement | None:
+    arch = deployment.architecture
+    if sizes.expert == 1:
+        return None
+    topology = EplbTopology(
+        num_logical_experts=arch.n_routed_experts,
+        num_expert_groups=arch.n_group,
+        num_nodes=sizes.nodes,
+        num_gpus=sizes.ranks,
+        num_physical_experts=arch.n_routed_experts + redundant,
+    )
+    load = np.ones((arch.num_moe_layers, arch.n_routed_experts)) if expert_load is None else expert_load
+    try:
+        return plan_expert_placement(load, topology, policy=deployment.spec.parallelism.eplb.policy)
+    except ValueError as error:
+        raise InvalidSpec([FieldError("spec.parallelism.eplb", str(error))]) from None
