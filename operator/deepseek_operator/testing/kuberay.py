@@ -1,0 +1,384 @@
+"""A KubeRay stand-in: deploys each RayService's ``serveConfigV2`` on an embedded Ray and reports
+status the way KubeRay v1.7's RayService controller does.
+
+It is a client of the API server like KubeRay: it watches ``ray.io/v1`` RayServices, creates the
+``<name>-head-svc`` and ``<name>-serve-svc`` Services (owned by the RayService, so deletion
+cascades through garbage collection), hands the Serve config to a ``ServeBackend`` and writes
+``status`` through the status subresource: ``serviceStatus``, ``numServeEndpoints``,
+``observedGeneration``, ``activeServiceStatus``/``pendingServiceStatus`` with per-application
+and per-deployment statuses, and the ``Ready``/``UpgradeInProgress`` conditions.
+
+Differences from KubeRay (by design; the operator under test only sees the API objects):
+- no RayCluster objects, Pods or head/worker processes: every RayService shares one local Ray,
+  and ``rayClusterConfig`` (images, resources, worker groups) is stored but not acted on;
+  ``rayClusterName`` names a cluster that does not exist as an object;
+- a ``rayClusterConfig`` change is applied in place (no pending cluster, no zero-downtime
+  upgrade); ``serveConfigV2`` changes are applied in place, as KubeRay does too;
+- application names and route prefixes are made unique per RayService on the shared Serve
+  (``<namespace>--<name>--<app>`` at ``/<namespace>/<name><route_prefix>``); the real local URL
+  is in the serve Service's ``testing.deepseek.serving.dev/url`` annotation;
+- ``numServeEndpoints`` is 1 once the applications first ran (one local proxy), not a pod count;
+- no Events, no ``RayService`` validation webhook, no ``upgradeStrategy`` handling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import queue
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from deepseek_operator.testing.clock import system_clock
+from deepseek_operator.testing.store import rfc3339
+
+__all__ = [
+    "URL_ANNOTATION",
+    "AppState",
+    "KubeRayStandIn",
+    "ServeBackend",
+    "compute_status",
+    "find_kuberay_crds",
+    "render_services",
+]
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "ray.io", "v1", "rayservices"
+URL_ANNOTATION = "testing.deepseek.serving.dev/url"
+MANAGER = "kuberay-standin"
+
+
+@dataclass(frozen=True)
+class AppState:
+    """One Serve application as Serve reports it."""
+
+    status: str  # NOT_STARTED, DEPLOYING, DEPLOY_FAILED, RUNNING, UNHEALTHY, DELETING
+    message: str = ""
+    deployments: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> (status, message)
+
+
+class ServeBackend(Protocol):
+    """Where Serve configs run: a real embedded Ray (``serve_backend.RayServeBackend``) or a fake."""
+
+    def deploy(self, key: str, serve_config: Mapping[str, Any]) -> None:
+        """Deploy or update in place the applications of RayService ``key`` (``ns/name``); never blocks."""
+
+    def status(self, key: str) -> dict[str, AppState]:
+        """Application name (as in serveConfigV2) -> state; empty when nothing is deployed."""
+
+    def delete(self, key: str) -> None:
+        """Tear down every application of ``key``."""
+
+    def keys(self) -> set[str]:
+        """The RayServices that have applications deployed."""
+
+    def url(self, key: str) -> str:
+        """The HTTP base URL this RayService's applications are served under."""
+
+
+def find_kuberay_crds() -> Path | None:
+    """KubeRay v1.7.0's CRDs: ``$KUBERAY_CRDS`` or ``shared/kuberay-crds/v1.7.0`` beside a parent dir."""
+    explicit = os.environ.get("KUBERAY_CRDS")
+    if explicit:
+        return Path(explicit)
+    for parent in [Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents]:
+        for candidate in (parent / "shared", parent.parent / "shared"):
+            crds = candidate / "kuberay-crds" / "v1.7.0"
+            if crds.is_dir():
+                return crds
+    return None
+
+
+def cluster_name(rayservice: Mapping[str, Any]) -> str:
+    """KubeRay's ``<name>-raycluster-<5 chars>``, stable per RayService uid."""
+    digest = hashlib.sha256(str(rayservice["metadata"].get("uid", "")).encode()).hexdigest()[:5]
+    return f"{rayservice['metadata']['name']}-raycluster-{digest}"
+
+
+def _owner(rayservice: Mapping[str, Any]) -> dict[str, Any]:
+    meta = rayservice["metadata"]
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RayService",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def render_services(rayservice: Mapping[str, Any], url: str) -> list[dict[str, Any]]:
+    """The head and serve Services KubeRay creates for a RayService (ports as KubeRay's)."""
+    name = rayservice["metadata"]["name"]
+    cluster = cluster_name(rayservice)
+    head_ports = [
+        {"name": "client", "port": 10001, "targetPort": 10001, "protocol": "TCP"},
+        {"name": "dashboard", "port": 8265, "targetPort": 8265, "protocol": "TCP"},
+        {"name": "gcs", "port": 6379, "targetPort": 6379, "protocol": "TCP"},
+        {"name": "metrics", "port": 8080, "targetPort": 8080, "protocol": "TCP"},
+        {"name": "serve", "port": 8000, "targetPort": 8000, "protocol": "TCP"},
+    ]
+    common = {"ray.io/cluster": cluster, "app.kubernetes.io/created-by": "kuberay-operator"}
+    head = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": f"{name}-head-svc",
+            "labels": {**common, "ray.io/node-type": "head", "ray.io/identifier": f"{cluster}-head"},
+            "ownerReferences": [_owner(rayservice)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "selector": {"ray.io/cluster": cluster, "ray.io/node-type": "head"},
+            "ports": head_ports,
+        },
+    }
+    serve = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": f"{name}-serve-svc",
+            "labels": {**common, "ray.io/serve": f"{name}-serve"},
+            "annotations": {URL_ANNOTATION: url},
+            "ownerReferences": [_owner(rayservice)],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"ray.io/cluster": cluster, "ray.io/serve": "true"},
+            "ports": [{"name": "serve", "port": 8000, "targetPort": 8000, "protocol": "TCP"}],
+        },
+    }
+    return [head, serve]
+
+
+def _condition(
+    type_: str, status: str, reason: str, message: str, generation: int, now: str
+) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": now,
+    }
+
+
+def _keep_transition_time(new: dict[str, Any], previous: list[dict[str, Any]]) -> dict[str, Any]:
+    old = next((c for c in previous if c.get("type") == new["type"]), None)
+    if old is not None and old.get("status") == new["status"] and old.get("lastTransitionTime"):
+        return {**new, "lastTransitionTime": old["lastTransitionTime"]}
+    return new
+
+
+def _app_statuses(apps: Mapping[str, AppState]) -> dict[str, Any]:
+    return {
+        name: {
+            "status": app.status,
+            "message": app.message,
+            "serveDeploymentStatuses": {
+                dep: {"status": status, "message": message}
+                for dep, (status, message) in app.deployments.items()
+            },
+        }
+        for name, app in apps.items()
+    }
+
+
+def compute_status(
+    rayservice: Mapping[str, Any], apps: Mapping[str, AppState], *, active: bool, now: str
+) -> dict[str, Any]:
+    """RayService status as KubeRay v1.7 writes it (pure).
+
+    Parameters:
+        rayservice: the RayService object (its generation, previous status).
+        apps: the Serve applications' states (app name from serveConfigV2 -> state).
+        active: whether the cluster has been promoted (its applications all ran once).
+        now: RFC 3339 timestamp for ``lastUpdateTime`` and new condition transitions.
+    """
+    generation = int(rayservice["metadata"].get("generation", 1))
+    previous = list((rayservice.get("status") or {}).get("conditions") or [])
+    service_status = {
+        "applicationStatuses": _app_statuses(apps),
+        "rayClusterName": cluster_name(rayservice),
+    }
+    endpoints = 1 if active else 0
+    if active:
+        ready = _condition(
+            "Ready",
+            "True",
+            "NonZeroServeEndpoints",
+            "Number of serve endpoints is greater than 0",
+            generation,
+            now,
+        )
+        upgrade = _condition(
+            "UpgradeInProgress",
+            "False",
+            "NoPendingCluster",
+            "Active Ray cluster exists and no pending Ray cluster",
+            generation,
+            now,
+        )
+    else:
+        ready = _condition("Ready", "False", "Initializing", "RayService is initializing", generation, now)
+        upgrade = _condition(
+            "UpgradeInProgress", "False", "Initializing", "RayService is initializing", generation, now
+        )
+    return {
+        "serviceStatus": "Running" if active else "NotRunning",
+        "numServeEndpoints": endpoints,
+        "observedGeneration": generation,
+        "lastUpdateTime": now,
+        "activeServiceStatus": service_status if active else {},
+        "pendingServiceStatus": {} if active else service_status,
+        "conditions": [_keep_transition_time(c, previous) for c in (ready, upgrade)],
+    }
+
+
+_TIME_FIELD = re.compile(r'"(lastUpdateTime|lastTransitionTime)": "[^"]*"')
+
+
+def _without_times(status: Mapping[str, Any]) -> str:
+    """A status with its timestamps blanked: KubeRay skips writes that only move timestamps."""
+    return _TIME_FIELD.sub(r'"\1": ""', json.dumps(status, sort_keys=True))
+
+
+class KubeRayStandIn:
+    """The controller: a watch to react at once, a periodic resync to follow Serve's progress."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        backend: ServeBackend,
+        *,
+        resync_s: float = 0.5,
+        clock: Callable[[], datetime] = system_clock,
+    ) -> None:
+        from kubernetes import client, config
+
+        self._api_client: Any = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+        # Any: the generated clients' signatures want model objects; we speak JSON dicts.
+        self._custom: Any = client.CustomObjectsApi(self._api_client)
+        self._core: Any = client.CoreV1Api(self._api_client)
+        self._exceptions = client.ApiException
+        self.backend = backend
+        self._resync_s = resync_s
+        self._clock = clock
+        self._deployed: dict[str, str] = {}  # RayService key -> digest of the deployed serve config
+        self._active: set[str] = set()  # RayServices whose applications all ran once
+        self._stop = threading.Event()
+        self._wake: queue.Queue[None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> KubeRayStandIn:
+        for target, name in (
+            (self._watch_loop, "kuberay-watch"),
+            (self._reconcile_loop, "kuberay-reconcile"),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._api_client.close()
+
+    def __enter__(self) -> KubeRayStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _watch_loop(self) -> None:
+        from kubernetes import watch
+
+        while not self._stop.is_set():
+            stream: Any = watch.Watch()  # type: ignore[no-untyped-call]
+            try:
+                for _ in stream.stream(
+                    self._custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, timeout_seconds=5
+                ):
+                    self._wake.put(None)
+                    if self._stop.is_set():
+                        stream.stop()
+            except Exception:  # the server restarting or the CRD not installed yet: retry
+                log.debug("RayService watch failed; retrying", exc_info=True)
+                self._stop.wait(self._resync_s)
+
+    def _reconcile_loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Empty):
+                self._wake.get(timeout=self._resync_s)
+            while not self._wake.empty():
+                self._wake.get_nowait()
+            if self._stop.is_set():
+                return
+            try:
+                self.reconcile_all()
+            except Exception:
+                log.warning("KubeRay stand-in pass failed", exc_info=True)
+
+    def reconcile_all(self) -> None:
+        """One level-based pass over every RayService, then tear down what has no RayService any more."""
+        try:
+            items = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+        except self._exceptions as err:
+            if err.status == 404:  # the RayService CRD is not installed
+                return
+            raise
+        present = set()
+        for rayservice in items:
+            key = f"{rayservice['metadata']['namespace']}/{rayservice['metadata']['name']}"
+            present.add(key)
+            self.reconcile(key, rayservice)
+        for key in (self.backend.keys() | set(self._deployed)) - present:
+            self.backend.delete(key)
+            self._deployed.pop(key, None)
+            self._active.discard(key)
+
+    def reconcile(self, key: str, rayservice: dict[str, Any]) -> None:
+        spec = rayservice.get("spec") or {}
+        config = yaml.safe_load(spec.get("serveConfigV2") or "") or {}
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+        if self._deployed.get(key) != digest:
+            self.backend.deploy(key, config)
+            self._deployed[key] = digest
+        self._ensure_services(rayservice, self.backend.url(key))
+        apps = self.backend.status(key)
+        wanted = [str(app.get("name", "default")) for app in config.get("applications") or []]
+        if wanted and all(name in apps and apps[name].status == "RUNNING" for name in wanted):
+            self._active.add(key)
+        status = compute_status(rayservice, apps, active=key in self._active, now=rfc3339(self._clock()))
+        if _without_times(status) == _without_times(rayservice.get("status") or {}):
+            return
+        meta = rayservice["metadata"]
+        body = {**rayservice, "status": status}
+        with contextlib.suppress(self._exceptions):  # stale: the next pass writes it
+            self._custom.replace_namespaced_custom_object_status(
+                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], body, field_manager=MANAGER
+            )
+
+    def _ensure_services(self, rayservice: Mapping[str, Any], url: str) -> None:
+        namespace = rayservice["metadata"]["namespace"]
+        for service in render_services(rayservice, url):
+            try:
+                self._core.create_namespaced_service(namespace, service, field_manager=MANAGER)
+            except self._exceptions as err:
+                if err.status != 409:
+                    raise
