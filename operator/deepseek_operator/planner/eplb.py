@@ -61,8 +61,8 @@ over layers (and nodes) with numpy.
 
 ``auto`` (the default) chooses by the shape of the group: ``global`` when hierarchical is
 infeasible or pointless (``num_expert_groups % num_nodes != 0``, or one node), else it plans
-both and keeps ``hierarchical`` unless it is more than ``HIERARCHICAL_TOLERANCE`` worse in
-balancedness. Node locality is worth a little balance, not a collapse: with one group per node
+both and keeps ``hierarchical`` unless it is more than ``HIERARCHICAL_TOLERANCE`` (0.01) worse in
+balancedness (``hierarchical_tolerance=``). Node locality is worth a little balance, not a collapse: with one group per node
 a hot group cannot borrow another node's slots (DeepSeek's hierarchical policy reaches 0.39 on
 64 GPUs / 8 nodes under Zipf(1.0) load, global 0.98).
 
@@ -741,6 +741,7 @@ def plan_expert_placement(
     policy: EplbPolicyName = "auto",
     previous: npt.ArrayLike | None = None,
     migration_slack: float = DEFAULT_MIGRATION_SLACK,
+    hierarchical_tolerance: float = HIERARCHICAL_TOLERANCE,
 ) -> ExpertPlacement:
     """Plan the expert map for one EP group.
 
@@ -754,6 +755,8 @@ def plan_expert_placement(
             empty slots) to re-plan from with few weight moves, or None for a fresh plan.
         migration_slack: with ``previous``, each layer's max GPU load may exceed the fresh
             plan's by this fraction (0.005 = 0.5 %) in exchange for keeping experts in place.
+        hierarchical_tolerance: ``auto`` keeps ``hierarchical`` (node-local groups) while its
+            balancedness is at least global's minus this.
 
     Returns:
         An `ExpertPlacement` in vLLM's convention, with its balancedness on ``load``.
@@ -770,6 +773,8 @@ def plan_expert_placement(
         raise ValueError("load: expected finite non-negative numbers")
     if policy not in get_args(EplbPolicyName):
         raise ValueError(f"policy: expected one of {list(get_args(EplbPolicyName))}, got {policy!r}")
+    if not 0.0 <= hierarchical_tolerance <= 1.0:
+        raise ValueError(f"hierarchical_tolerance: expected 0 <= tolerance <= 1, got {hierarchical_tolerance}")
     if not 0.0 <= migration_slack < 1.0:
         raise ValueError(f"migration_slack: expected 0 <= slack < 1, got {migration_slack}")
     num_layers = weight.shape[0]
@@ -790,7 +795,7 @@ def plan_expert_placement(
         name: compute_balancedness(compute_gpu_load(phy, weight, topology.num_gpus))
         for name, phy in candidates.items()
     }
-    chosen, reason = _choose(policy, scores, topology, hier_ok, hier_why)
+    chosen, reason = _choose(policy, scores, hier_ok, hier_why, hierarchical_tolerance)
     fresh = candidates[chosen]
 
     # Step 2: re-plan near the previous placement, layer by layer no worse than fresh + slack.
@@ -836,9 +841,9 @@ def plan_expert_placement(
 def _choose(
     policy: EplbPolicyName,
     scores: dict[PlacementPolicyName, float],
-    topology: EplbTopology,
     hier_ok: bool,
     hier_why: str,
+    tolerance: float,
 ) -> tuple[PlacementPolicyName, str]:
     """The auto rule (module docstring), with its reason."""
     if policy != "auto":
@@ -847,14 +852,12 @@ def _choose(
         why = hier_why if not hier_ok else "the group is a single node"
         return "global", f"global: hierarchical not applicable ({why})"
     hier, glob = scores["hierarchical"], scores["global"]
-    if hier >= glob - HIERARCHICAL_TOLERANCE:
+    if hier >= glob - tolerance:
         return "hierarchical", (
-            f"hierarchical: {hier_why}; balancedness {hier:.3f} vs global {glob:.3f} "
-            f"(within {HIERARCHICAL_TOLERANCE})"
+            f"hierarchical: {hier_why}; balancedness {hier:.3f} vs global {glob:.3f} (within {tolerance})"
         )
     return "global", (
-        f"global: hierarchical balancedness {hier:.3f} is below global {glob:.3f} - "
-        f"{HIERARCHICAL_TOLERANCE} ({hier_why} on {topology.num_nodes} nodes)"
+        f"global: hierarchical balancedness {hier:.3f} is below global {glob:.3f} - {tolerance} ({hier_why})"
     )
 
 
