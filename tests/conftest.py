@@ -1,0 +1,3 @@
+"""Shared pytest configuration: the test environment's fixtures (``deepseek_operator.testing``)."""
+
+pytest_plugins = ["deepseek_operator.testing.pytest_plugin"]
