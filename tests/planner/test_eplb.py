@@ -367,6 +367,20 @@ def test_replanning_moves_at_most_half_at_equal_balancedness(topology: EplbTopol
     ).all()
 
 
+def test_replanning_from_an_unrelated_map_falls_back_to_the_fresh_plan() -> None:
+    # Zipf rankings are independent per seed: nothing of the old map is worth keeping at 64 GPUs,
+    # and the swaps cannot reach the fresh plan's balance, so every layer takes the fresh plan.
+    previous = plan_expert_placement(zipf_expert_load(3, 256, exponent=1.0, seed=0), TOPO_64)
+    load = zipf_expert_load(3, 256, exponent=1.0, seed=1)
+    fresh = plan_expert_placement(load, TOPO_64)
+    replan = plan_expert_placement(load, TOPO_64, previous=previous.physical_to_logical)
+    assert "3/3 layers fell back to the fresh plan" in replan.reason
+    np.testing.assert_array_equal(replan.physical_to_logical, fresh.physical_to_logical)
+    assert replan.moved_replicas == count_expert_moves(
+        previous.physical_to_logical, fresh.physical_to_logical, TOPO_64.slots_per_gpu
+    )
+
+
 def test_replanning_from_a_hierarchical_map_keeps_groups_on_nodes() -> None:
     trace = drifting_expert_load_trace(2, 4, 256, seed=9).windows
     previous = plan_expert_placement(trace[0], TOPO_32, policy="hierarchical")
@@ -562,6 +576,36 @@ def test_vllm_migration_schedule_moves_what_we_count(vllm_eplb: object) -> None:
     schedule = schedule_migration_batches_for_layers(TOPO_32.slots_per_gpu, previous, current)
     transfers = sum(len(flow.expert_ids) for layer in schedule for batch in layer for flow in batch)
     assert transfers == count_expert_moves(previous, current, TOPO_32.slots_per_gpu) > 0
+
+
+def test_our_map_fits_vllms_policy_interface(vllm_eplb: object) -> None:
+    # Wrapped as a vLLM EPLB policy, our map comes back in the shape, dtype and device of
+    # DefaultEplbPolicy's: what EplbState.rearrange hands to rearrange_expert_weights_inplace.
+    import torch
+    from vllm.distributed.eplb.policy import AbstractEplbPolicy, DefaultEplbPolicy
+
+    class OurPolicy(AbstractEplbPolicy):
+        @classmethod
+        def rebalance_experts(
+            cls,
+            weight: torch.Tensor,
+            num_replicas: int,
+            num_groups: int,
+            num_nodes: int,
+            num_ranks: int,
+            old_global_expert_indices: torch.Tensor | None = None,
+        ) -> torch.Tensor:
+            topology = EplbTopology(weight.shape[1], num_groups, num_nodes, num_ranks, num_replicas)
+            previous = None if old_global_expert_indices is None else old_global_expert_indices.numpy()
+            placement = plan_expert_placement(weight.float().numpy(), topology, previous=previous)
+            return torch.from_numpy(placement.physical_to_logical.copy())
+
+    weight = torch.from_numpy(zipf_expert_load(4, 256, exponent=1.0, seed=3))
+    args = (weight, 288, 8, 4, 32)
+    ours, theirs = OurPolicy.rebalance_experts(*args), DefaultEplbPolicy.rebalance_experts(*args)
+    assert (ours.shape, ours.dtype, ours.device) == (theirs.shape, theirs.dtype, theirs.device)
+    again = OurPolicy.rebalance_experts(*args, old_global_expert_indices=ours)
+    assert torch.equal(again, ours)
 
 
 @pytest.mark.parametrize("topology", [TOPO_32, TOPO_64, TOPO_144], ids=["32", "64", "144"])

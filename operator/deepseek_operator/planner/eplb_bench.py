@@ -175,7 +175,7 @@ def _balance_row(
             "vllm_balancedness": vllm_balance,
             "vllm_ms_p50": vllm_ms,
             "balancedness_ratio": placement.balancedness / vllm_balance,
-            "speedup": vllm_ms / ours_ms,
+            "speedup": vllm_ms / ours_ms if ours_ms > 0 else None,
             "meets_goal": bool(
                 placement.balancedness >= vllm_balance - GOAL_MARGIN
                 and ours_ms <= GOAL_P50_MS

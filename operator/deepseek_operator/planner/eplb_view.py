@@ -156,7 +156,7 @@ def render_expert_map_svg(
         span = gpus_per_node * _CELL_W
         rule_y = grid_bottom + 4
         out.append(f'<line x1="{left}" y1="{rule_y}" x2="{left + span}" y2="{rule_y}" stroke="#555"/>')
-        if node % max(1, -(-30 // span)) == 0:  # label every node unless they are too narrow
+        if node % max(1, -(-18 // span)) == 0:  # label every node unless they are too narrow
             out.append(
                 f'<text x="{left + span / 2}" y="{grid_bottom + 17}" text-anchor="middle">n{node}</text>'
             )
