@@ -578,6 +578,40 @@ def test_vllm_migration_schedule_moves_what_we_count(vllm_eplb: object) -> None:
     assert transfers == count_expert_moves(previous, current, TOPO_32.slots_per_gpu) > 0
 
 
+def test_vllm_update_mapping_installs_our_map(vllm_eplb: object) -> None:
+    # EplbState.update_mapping is vLLM's entry for a ready-made map (elastic EP's
+    # setup_eplb_from_mapping). Drive it on a hand-built state holding vLLM's own buffers.
+    from types import SimpleNamespace
+
+    import torch
+
+    state_cls = vllm_eplb.EplbState  # type: ignore[attr-defined]
+    placement = plan_expert_placement(zipf_expert_load(4, 256, exponent=1.0, seed=6), TOPO_32)
+    layers, slots = placement.physical_to_logical.shape
+    buffer = torch.zeros((layers, slots), dtype=torch.int64)
+    model_state = SimpleNamespace(
+        physical_to_logical_map_buffer=buffer,
+        physical_to_logical_map=buffer[:, :slots],
+        expert_load_pass=torch.ones((layers, slots), dtype=torch.int32),
+        model=SimpleNamespace(num_logical_experts=256),
+        logical_to_physical_map=torch.full((layers, 256, 1024), -1, dtype=torch.int64),
+        logical_replica_count=torch.zeros((layers, 256), dtype=torch.int64),
+    )
+    state = state_cls.__new__(state_cls)
+    state.device = torch.device("cpu")
+    state.model_states = {"model": model_state}
+    state.update_mapping(
+        SimpleNamespace(compute_hash=lambda: "model"), torch.from_numpy(placement.physical_to_logical.copy())
+    )
+    np.testing.assert_array_equal(model_state.physical_to_logical_map.numpy(), placement.physical_to_logical)
+    width = placement.logical_to_physical.shape[2]
+    np.testing.assert_array_equal(
+        model_state.logical_to_physical_map[..., :width].numpy(), placement.logical_to_physical
+    )
+    assert (model_state.logical_to_physical_map[..., width:] == -1).all()
+    np.testing.assert_array_equal(model_state.logical_replica_count.numpy(), placement.logical_replica_count)
+
+
 def test_our_map_fits_vllms_policy_interface(vllm_eplb: object) -> None:
     # Wrapped as a vLLM EPLB policy, our map comes back in the shape, dtype and device of
     # DefaultEplbPolicy's: what EplbState.rearrange hands to rearrange_expert_weights_inplace.

@@ -42,7 +42,9 @@ ascending order, padded with -1, ``max_replicas`` = the largest replica count in
 ``logical_to_physical[e, hash(token) % logical_replica_count[e]]``, so every expert needs at
 least one replica and the first ``count`` entries of its row must be valid. `ExpertPlacement`
 carries all three arrays in exactly that convention (DeepSeek's reference orders replicas by
-creation instead; vLLM's order is the one the engine uses).
+creation instead; vLLM's order is the one the engine uses). vLLM installs a ready-made map with
+`EplbState.update_mapping` (its elastic-EP path, ``setup_eplb_from_mapping``), which takes
+exactly ``physical_to_logical``; a policy registered in ``EPLB_POLICIES`` returns it too.
 
 Policies (`PLACEMENT_POLICIES`)
 -------------------------------
