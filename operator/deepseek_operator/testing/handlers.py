@@ -359,10 +359,16 @@ class Api:
     def _write(
         self, request: web.Request, target: Target, current: dict[str, Any], new: dict[str, Any]
     ) -> web.StreamResponse:
-        """Record ownership of the change, then store it (status or main resource)."""
-        if _without_managed_fields(new) == _without_managed_fields(current):
+        """Record ownership of the change, then store it (status or main resource).
+
+        A request that rewrites ``managedFields`` itself (kubectl's client-side-apply upgrade)
+        gets exactly those; otherwise the writer takes the fields it changed.
+        """
+        explicit = new.get("metadata", {}).get("managedFields") != current["metadata"].get("managedFields")
+        if not explicit and _without_managed_fields(new) == _without_managed_fields(current):
             return _json(current)
-        ssa.record_update(target.rt, current, new, _manager(request), self._now(), target.subresource)
+        if not explicit:
+            ssa.record_update(target.rt, current, new, _manager(request), self._now(), target.subresource)
         obj, warnings = self.store.update(
             target.rt,
             target.namespace,

@@ -93,7 +93,7 @@ class RayServeBackend:
         client = _get_global_client()
         if client is None:
             raise RuntimeError("Serve is not running: call start() first")
-        client.deploy_apps(ServeDeploySchema.parse_obj({"applications": applications}))
+        client.deploy_apps(ServeDeploySchema.model_validate({"applications": applications}))
 
     def deploy(self, key: str, serve_config: Mapping[str, Any]) -> None:
         with self._lock:
