@@ -86,7 +86,8 @@ def summarize_placement(
 
 
 # Layout of the heat map, in SVG user units (pixels).
-_CELL_W, _CELL_H, _NODE_GAP = 10, 8, 6
+_CELL_W_MIN, _CELL_W_MAX, _GRID_TARGET_W, _CELL_H, _NODE_GAP = 10, 36, 560, 8, 6
+_MIN_WIDTH = 640
 _LEFT, _TOP, _RIGHT, _BOTTOM = 64, 56, 24, 92
 _COLD, _EVEN, _HOT = (33, 102, 172), (247, 247, 247), (178, 24, 43)
 _SCALE_MAX = 2.0
@@ -115,7 +116,9 @@ def render_expert_map_svg(
     mean = gpu_load.mean(axis=1, keepdims=True)
     ratio = np.where(mean > 0, gpu_load / np.where(mean > 0, mean, 1.0), 1.0)
     experts = placement.physical_to_logical.reshape(num_layers, num_gpus, topo.slots_per_gpu)
-    width = _LEFT + num_gpus * _CELL_W + (topo.num_nodes - 1) * _NODE_GAP + _RIGHT
+    # Wide cells for small groups; the page never narrower than its title and legend.
+    cell_w = min(_CELL_W_MAX, max(_CELL_W_MIN, _GRID_TARGET_W // num_gpus))
+    width = max(_MIN_WIDTH, _LEFT + num_gpus * cell_w + (topo.num_nodes - 1) * _NODE_GAP + _RIGHT)
     height = _TOP + num_layers * _CELL_H + _BOTTOM
     heading = escape(title or "EPLB expert map")
     subtitle = escape(
@@ -132,7 +135,7 @@ def render_expert_map_svg(
     ]
 
     def column_x(gpu: int) -> int:
-        return _LEFT + gpu * _CELL_W + (gpu // gpus_per_node) * _NODE_GAP
+        return _LEFT + gpu * cell_w + (gpu // gpus_per_node) * _NODE_GAP
 
     for layer in range(num_layers):
         y = _TOP + layer * _CELL_H
@@ -142,8 +145,9 @@ def render_expert_map_svg(
             r = float(ratio[layer, gpu])
             held = " ".join(str(int(e)) for e in experts[layer, gpu])
             out.append(
-                f'<rect x="{column_x(gpu)}" y="{y}" width="{_CELL_W}" height="{_CELL_H}" '
-                f'fill="{_colour(r)}"><title>layer {layer}, GPU {gpu} (node {gpu // gpus_per_node}): '
+                f'<rect x="{column_x(gpu)}" y="{y}" width="{cell_w}" height="{_CELL_H}" '
+                f'fill="{_colour(r)}" stroke="#d9d9d9" stroke-width="0.5">'
+                f"<title>layer {layer}, GPU {gpu} (node {gpu // gpus_per_node}): "
                 f"{r:.2f}× mean; experts {held}</title></rect>"
             )
     grid_bottom = _TOP + num_layers * _CELL_H
@@ -153,7 +157,7 @@ def render_expert_map_svg(
     )
     for node in range(topo.num_nodes):
         left = column_x(node * gpus_per_node)
-        span = gpus_per_node * _CELL_W
+        span = gpus_per_node * cell_w
         rule_y = grid_bottom + 4
         out.append(f'<line x1="{left}" y1="{rule_y}" x2="{left + span}" y2="{rule_y}" stroke="#555"/>')
         if node % max(1, -(-18 // span)) == 0:  # label every node unless they are too narrow
