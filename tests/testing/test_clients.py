@@ -310,7 +310,8 @@ def test_kubectl(kubeconfig: Path, namespace: str, tmp_path: Path) -> None:
         "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=manifest.replace("4", "5")
     )
     table = kubectl("get", "widgets")
-    assert "SIZE" in table and "5" in table
+    assert "SIZE" in table
+    assert "5" in table
     assert kubectl("get", "wd", "w", "-o", "jsonpath={.spec.maxSize}") == "10"
     kubectl("scale", "widget", "w", "--replicas=3")
     assert kubectl("get", "widget", "w", "-o", "jsonpath={.spec.replicas}") == "3"

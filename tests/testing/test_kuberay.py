@@ -191,4 +191,4 @@ def test_broken_import_path_reports_deploy_failed(
     assert condition(status, "Ready")["status"] == "False"
     assert status["serviceStatus"] == "NotRunning"
     custom.delete_namespaced_custom_object("ray.io", "v1", namespace, "rayservices", "broken")
-    wait_for(lambda: f"{namespace}/broken" not in kuberay.backend.keys(), timeout_s=20)
+    wait_for(lambda: f"{namespace}/broken" not in kuberay.backend.deployed(), timeout_s=20)

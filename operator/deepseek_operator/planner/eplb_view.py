@@ -117,7 +117,7 @@ def render_expert_map_svg(
     ratio = np.where(mean > 0, gpu_load / np.where(mean > 0, mean, 1.0), 1.0)
     experts = placement.physical_to_logical.reshape(num_layers, num_gpus, topo.slots_per_gpu)
     # Wide cells for small groups; the page never narrower than its title and legend.
-    cell_w = min(_CELL_W_MAX, max(_CELL_W_MIN, _GRID_TARGET_W // num_gpus))
+    cell_w: int = min(_CELL_W_MAX, max(_CELL_W_MIN, _GRID_TARGET_W // int(num_gpus)))
     width = max(_MIN_WIDTH, _LEFT + num_gpus * cell_w + (topo.num_nodes - 1) * _NODE_GAP + _RIGHT)
     height = _TOP + num_layers * _CELL_H + _BOTTOM
     heading = escape(title or "EPLB expert map")

@@ -80,7 +80,7 @@ class ServeBackend(Protocol):
     def delete(self, key: str) -> None:
         """Tear down every application of ``key``."""
 
-    def keys(self) -> set[str]:
+    def deployed(self) -> set[str]:
         """The RayServices that have applications deployed."""
 
     def url(self, key: str) -> str:
@@ -347,7 +347,7 @@ class KubeRayStandIn:
             key = f"{rayservice['metadata']['namespace']}/{rayservice['metadata']['name']}"
             present.add(key)
             self.reconcile(key, rayservice)
-        for key in (self.backend.keys() | set(self._deployed)) - present:
+        for key in (self.backend.deployed() | set(self._deployed)) - present:
             self.backend.delete(key)
             self._deployed.pop(key, None)
             self._active.discard(key)

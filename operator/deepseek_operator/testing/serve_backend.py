@@ -105,7 +105,7 @@ class RayServeBackend:
             if self._configs.pop(key, None) is not None:
                 self._apply()
 
-    def keys(self) -> set[str]:
+    def deployed(self) -> set[str]:
         return set(self._configs)
 
     def status(self, key: str) -> dict[str, AppState]:
