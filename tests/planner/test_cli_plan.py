@@ -61,7 +61,7 @@ def test_tables_and_svg_with_load_statistics(tmp_path: Path) -> None:
     svg = tmp_path / "map.svg"
     result = runner.invoke(app, ["plan", R1_H100, "--load-stats", str(stats), "--svg", str(svg)])
     assert result.exit_code == 0, result.output
-    for heading in ("Plan for r1, version v2", "Memory per GPU", "Ray placement group", "Expert balance"):
+    for heading in ("Plan for r1, version v2", "Memory per GPU", "Ray placement:", "Expert balance"):
         assert heading in result.output
     assert f"load: {stats}" in result.output
     assert svg.read_text().startswith("<svg")

@@ -10,29 +10,32 @@ GIB = 2**30
 GPU_NODE = Inventory("gpu", 8, 79 * GIB, "H100", 12, 200 * GIB)
 
 
-def test_a_group_inside_one_node_gets_a_bundle_per_gpu_packed() -> None:
-    placement = plan_group_placement(ParallelSizes(tensor=1, data=8, gpus_per_node=8), GPU_NODE)
-    assert placement.strategy == "STRICT_PACK"
-    assert placement.to_ray()["bundles"] == [{"CPU": 12.0, "memory": 200.0 * GIB, "GPU": 1.0}] * 8
-    assert placement.rank_bundle == tuple(range(8))
+def test_each_tensor_parallel_slice_is_packed_on_one_node() -> None:
+    placement = plan_group_placement(ParallelSizes(tensor=4, data=2, gpus_per_node=8), GPU_NODE)
+    assert placement.slice_strategy == "STRICT_PACK"
+    assert [bundle.to_ray() for bundle in placement.slice_bundles] == [
+        {"CPU": 12.0, "memory": 200.0 * GIB, "GPU": 1.0}
+    ] * 4
+    assert len(placement.group_bundles) == 8
 
 
 @pytest.mark.parametrize(("tensor", "data"), [(8, 2), (4, 8), (2, 16), (1, 32)])
-def test_a_multi_node_group_gets_a_bundle_per_node_and_keeps_tp_slices_inside(tensor: int, data: int) -> None:
+def test_a_multi_node_group_fills_whole_nodes_and_keeps_slices_inside(tensor: int, data: int) -> None:
     sizes = ParallelSizes(tensor=tensor, data=data, gpus_per_node=8)
     placement = plan_group_placement(sizes, GPU_NODE)
-    assert placement.strategy == "STRICT_SPREAD"
-    assert len(placement.bundles) == sizes.nodes
-    assert all(bundle.gpus == 8 and bundle.cpus == 96 for bundle in placement.bundles)
+    assert placement.gang_strategy == "PACK"
+    nodes = [placement.node_of_rank(rank) for rank in range(sizes.ranks)]
+    assert sorted(set(nodes)) == list(range(sizes.nodes))
+    assert all(nodes.count(node) == 8 for node in set(nodes))
     for replica in range(data):
-        slice_bundles = {placement.rank_bundle[replica * tensor + rank] for rank in range(tensor)}
-        assert len(slice_bundles) == 1, f"TP slice {replica} spans bundles {slice_bundles}"
+        slice_nodes = {placement.node_of_rank(replica * tensor + rank) for rank in range(tensor)}
+        assert len(slice_nodes) == 1, f"TP slice {replica} spans nodes {slice_nodes}"
 
 
 def test_cpu_ranks_ask_for_no_gpu() -> None:
     cpu = Inventory("cpu", 2, 4 * GIB, None, 1, 4 * GIB)
     placement = plan_group_placement(ParallelSizes(tensor=1, data=2, gpus_per_node=2), cpu)
-    assert all("GPU" not in bundle for bundle in placement.to_ray()["bundles"])  # type: ignore[union-attr]
+    assert all("GPU" not in bundle for bundle in placement.group_bundles)
 
 
 def test_worker_pods_scale_in_whole_groups() -> None:

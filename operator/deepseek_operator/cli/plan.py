@@ -170,19 +170,28 @@ def _memory_table(plan: Plan) -> Table:
 
 
 def _placement_table(plan: Plan) -> Table:
-    placement, worker = plan.placement, plan.worker_group
+    placement, worker, sizes = plan.placement, plan.worker_group, plan.sizes
     table = Table(
-        title=f"Ray placement group per group ({placement.strategy}); KubeRay worker pods: "
+        title=f"Ray placement: {placement.slices} tensor-parallel slice(s) per group, gang-scheduled "
+        f"({placement.gang_strategy}), each {placement.slice_strategy} on one node; KubeRay worker pods: "
         f"{worker.pods_per_group} per group × {worker.gpus_per_pod} GPU, replicas {worker.replicas} "
         f"({worker.min_replicas}..{worker.max_replicas})"
     )
-    for column in ("bundle", "GPU", "CPU", "memory", "ranks"):
-        table.add_column(column, justify="left" if column in ("bundle", "ranks") else "right")
-    for index, bundle in enumerate(placement.bundles):
-        ranks = [str(rank) for rank, b in enumerate(placement.rank_bundle) if b == index]
-        shown = ", ".join(ranks) if len(ranks) <= 8 else f"{ranks[0]}..{ranks[-1]}"
+    for column in ("node", "DP ranks", "bundles per slice", "GPU", "CPU", "memory"):
+        table.add_column(column, justify="left" if column in ("node", "DP ranks") else "right")
+    bundle = placement.slice_bundles[0]
+    for node in range(sizes.nodes):
+        replicas = sorted(
+            {rank // sizes.tensor for rank in range(sizes.ranks) if placement.node_of_rank(rank) == node}
+        )
+        shown = ", ".join(map(str, replicas)) if len(replicas) <= 8 else f"{replicas[0]}..{replicas[-1]}"
         table.add_row(
-            str(index), str(bundle.gpus), str(bundle.cpus), format_bytes(bundle.memory_bytes), shown
+            str(node),
+            shown,
+            str(sizes.tensor),
+            str(bundle.gpus),
+            str(bundle.cpus),
+            format_bytes(bundle.memory_bytes),
         )
     return table
 

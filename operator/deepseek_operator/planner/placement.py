@@ -1,16 +1,17 @@
 """Ray placement of one group, and the KubeRay worker pods that make it schedulable.
 
-A group is gang-scheduled on one Ray placement group (DESIGN.md):
-- a group inside one node gets one bundle per rank (`{"GPU": 1, "CPU": c}`) and `STRICT_PACK`:
-  every rank on the same node, the layout vLLM and Ray Serve LLM expect;
-- a group of several nodes gets one bundle per node (`{"GPU": 8, "CPU": 8c}`) and
-  `STRICT_SPREAD`: each bundle on its own node. Rank `r` runs in bundle `r // ranks_per_node`,
-  so the ranks of a tensor-parallel slice (consecutive ranks, a divisor of the node) share a
-  node. Per-GPU bundles cannot promise that across nodes: Ray's PACK may split a slice.
+How a group lands on Ray (the layout Ray Serve LLM's data-parallel server uses, DESIGN.md):
+- each data-parallel rank (one attention replica) reserves its tensor-parallel slice as one
+  placement group of `tensor_parallel_size` per-GPU bundles with `STRICT_PACK`, so the slice's
+  ranks share a node (and NVLink);
+- the `data_parallel_size` slices of a group are one gang: scheduled together, restarted together,
+  packed (`PACK`) onto as few nodes as possible so a group fills whole nodes.
+A single placement group with one bundle per node (`STRICT_SPREAD`) would pin the same shape, but
+Ray Serve LLM reserves per replica; planning the shape it runs keeps the plan and the cluster equal.
 
-KubeRay's worker group provides exactly those nodes: a worker pod is one node's worth of the
-group (all its GPUs, CPUs and memory), `nodes_per_group` pods per group, and the in-tree
-autoscaler moves replicas in whole groups between `minGroups` and `maxGroups`.
+KubeRay's worker group provides the nodes: a worker pod is one node's worth of the group (all its
+GPUs, CPUs and memory), `pods_per_group` pods per group, and the in-tree autoscaler moves replicas
+in whole groups between `minGroups` and `maxGroups`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ POD_CPU_OVERHEAD = 2
 
 @dataclass(frozen=True)
 class Bundle:
-    """Resources of one placement-group bundle."""
+    """Resources of one placement-group bundle: one rank's device and its share of the host."""
 
     gpus: int
     cpus: int
@@ -44,16 +45,25 @@ class Bundle:
 
 @dataclass(frozen=True)
 class GroupPlacement:
-    """The placement group of one data-parallel group."""
+    """The placement of one data-parallel group: `slices` gang-scheduled tensor-parallel slices."""
 
-    bundles: tuple[Bundle, ...]
-    strategy: Literal["STRICT_PACK", "STRICT_SPREAD"]
-    rank_bundle: tuple[int, ...]
-    """Bundle index of each rank (rank `r` = DP rank `r // TP`, TP rank `r % TP`)."""
+    slice_bundles: tuple[Bundle, ...]
+    """Bundles of one slice, one per tensor-parallel rank."""
+    slices: int
+    """Slices (data-parallel ranks) in the group."""
+    ranks_per_node: int
+    """Ranks of the group on each of its nodes."""
+    slice_strategy: Literal["STRICT_PACK"] = "STRICT_PACK"
+    gang_strategy: Literal["PACK"] = "PACK"
 
-    def to_ray(self) -> dict[str, object]:
-        """`placement_group_config` as Ray Serve takes it."""
-        return {"bundles": [bundle.to_ray() for bundle in self.bundles], "strategy": self.strategy}
+    @property
+    def group_bundles(self) -> list[dict[str, float]]:
+        """Every rank's bundle, rank-major (rank `r` = DP rank `r // TP`, TP rank `r % TP`)."""
+        return [bundle.to_ray() for _ in range(self.slices) for bundle in self.slice_bundles]
+
+    def node_of_rank(self, rank: int) -> int:
+        """Node index of a rank once the gang is packed onto whole nodes."""
+        return rank // self.ranks_per_node
 
 
 @dataclass(frozen=True)
@@ -71,20 +81,13 @@ class WorkerGroupShape:
 
 
 def plan_group_placement(sizes: ParallelSizes, inventory: Inventory) -> GroupPlacement:
-    """Bundles and strategy of one group (see the module docstring)."""
-    gpu = 1 if inventory.accelerator == "gpu" else 0
-    if sizes.nodes == 1 and sizes.ranks <= inventory.gpus_per_node:
-        per_rank = Bundle(gpu, inventory.cpus_per_gpu, inventory.host_memory_per_gpu_bytes)
-        return GroupPlacement((per_rank,) * sizes.ranks, "STRICT_PACK", tuple(range(sizes.ranks)))
-    per_node = sizes.ranks_per_node
-    node = Bundle(
-        gpu * per_node, inventory.cpus_per_gpu * per_node, inventory.host_memory_per_gpu_bytes * per_node
+    """Bundles of one group (see the module docstring)."""
+    rank = Bundle(
+        1 if inventory.accelerator == "gpu" else 0,
+        inventory.cpus_per_gpu,
+        inventory.host_memory_per_gpu_bytes,
     )
-    return GroupPlacement(
-        (node,) * sizes.nodes,
-        "STRICT_SPREAD",
-        tuple(rank // per_node for rank in range(sizes.ranks)),
-    )
+    return GroupPlacement((rank,) * sizes.tensor, slices=sizes.data, ranks_per_node=sizes.ranks_per_node)
 
 
 def plan_worker_group(

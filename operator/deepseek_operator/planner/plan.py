@@ -121,7 +121,13 @@ class Plan:
             "kv_cache_tokens_per_gpu": memory.kv_cache_tokens,
             "kv_cache_tokens_per_group": self.group.kv_cache_tokens_per_group,
             "fits": self.group.fits,
-            "placement_group": {**self.placement.to_ray(), "rank_bundle": list(self.placement.rank_bundle)},
+            "placement": {
+                "slice_bundles": [bundle.to_ray() for bundle in self.placement.slice_bundles],
+                "slice_strategy": self.placement.slice_strategy,
+                "slices_per_group": self.placement.slices,
+                "gang_strategy": self.placement.gang_strategy,
+                "rank_node": [self.placement.node_of_rank(rank) for rank in range(self.sizes.ranks)],
+            },
             "worker_group": {
                 "pods_per_group": self.worker_group.pods_per_group,
                 "gpus_per_pod": self.worker_group.gpus_per_pod,
