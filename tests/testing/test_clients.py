@@ -140,7 +140,7 @@ def test_kopf_handler_reacts_to_a_custom_resource(k8s_client: Any, namespace: st
     """kopf runs for real (KopfRunner): it sees the create, patches status, and handles deletion via its finalizer."""
     from kopf.testing import KopfRunner
 
-    script = tmp_path / "operator.py"
+    script = tmp_path / "widget_operator.py"  # not operator.py: that would shadow the stdlib module
     script.write_text(OPERATOR)
     custom = client.CustomObjectsApi(k8s_client)
     core = client.CoreV1Api(k8s_client)

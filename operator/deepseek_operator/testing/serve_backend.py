@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -41,8 +40,11 @@ class RayServeBackend:
         import ray
         from ray import serve
 
-        # Workers import the applications' modules: give them the driver's import path.
-        python_path = os.pathsep.join([os.getcwd(), *[p for p in sys.path if p]])
+        # Workers import the applications' modules from where the driver runs (as `serve run` does);
+        # installed packages they find themselves. Not all of sys.path: a test's temporary
+        # directory there may hold modules that shadow the standard library's.
+        inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        python_path = os.pathsep.join([os.getcwd(), *inherited])
         ray.init(
             num_cpus=self._num_cpus,
             include_dashboard=False,
