@@ -17,7 +17,7 @@ import yaml
 from deepseek_operator.api.constants import API_VERSION, GROUP, KIND
 from deepseek_operator.errors import FieldError
 
-__all__ = ["Document", "ManifestSet", "load_manifests"]
+__all__ = ["Document", "ManifestSet", "dump_yaml_stream", "load_manifests"]
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,23 @@ def _expand(paths: Iterable[Path]) -> list[Path]:
         else:
             files.append(path)
     return files
+
+
+class _ReviewDumper(yaml.SafeDumper):
+    """YAML for people reviewing a diff: no `&id` anchors, multi-line strings as `|` blocks."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_ReviewDumper.add_representer(str, _represent_text)
+
+
+def dump_yaml_stream(objects: Iterable[Mapping[str, Any]]) -> str:
+    """Objects as a `---`-separated YAML stream, keys in their given order."""
+    return yaml.dump_all(objects, Dumper=_ReviewDumper, sort_keys=False, width=120, allow_unicode=True)
