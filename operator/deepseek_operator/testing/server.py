@@ -180,7 +180,8 @@ class ApiServer:
         """Create the CRDs in these YAML files (as ``kubectl apply -f`` would); returns their names."""
         names: list[str] = []
         for path in paths:
-            for doc in yaml.safe_load_all(Path(path).read_text()):
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # KubeRay's CRDs are large
+            for doc in yaml.load_all(Path(path).read_text(), Loader=loader):
                 if doc and doc.get("kind") == "CustomResourceDefinition":
                     self.call(self.store.create, CRD_RESOURCE, "", doc)
                     names.append(doc["metadata"]["name"])
