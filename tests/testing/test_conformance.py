@@ -483,6 +483,15 @@ def test_apply_same_value_is_shared_ownership(http: Http, ns: str) -> None:
     assert apply(http, path, widget("a", size=2), "bob").status_code == 200
 
 
+def test_identical_apply_is_a_no_op(http: Http, ns: str) -> None:
+    """Server-Side Apply: re-applying the same configuration changes nothing, not even resourceVersion."""
+    path = WIDGETS.format(ns=ns) + "/a"
+    first = apply(http, path, widget("a", size=2), "alice").json()
+    again = apply(http, path, widget("a", size=2), "alice").json()
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert again["metadata"]["managedFields"] == first["metadata"]["managedFields"]
+
+
 def test_apply_removes_fields_dropped_from_the_config(http: Http, ns: str) -> None:
     """Server-Side Apply, "Merge strategy": a field the manager stops applying is removed if nobody else owns it."""
     path = WIDGETS.format(ns=ns) + "/a"
@@ -613,3 +622,40 @@ def test_scale_subresource(http: Http, ns: str) -> None:
         "PATCH", path + "/scale", {"spec": {"replicas": 1}}, content_type="application/merge-patch+json"
     )
     assert patched["spec"]["replicas"] == 1
+
+
+def test_deleting_a_crd_deletes_its_objects_and_its_endpoints(http: Http, ns: str) -> None:
+    """CRDs, "Delete a CustomResourceDefinition": its custom resources are deleted and its REST endpoint disappears."""
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gizmos.example.dev"},
+        "spec": {
+            "group": "example.dev",
+            "scope": "Namespaced",
+            "names": {"plural": "gizmos", "kind": "Gizmo"},
+            "versions": [
+                {
+                    "name": "v2",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+    http.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    base = f"/apis/example.dev/v2/namespaces/{ns}/gizmos"
+    rv = http.ok(
+        "POST",
+        base,
+        {"apiVersion": "example.dev/v2", "kind": "Gizmo", "metadata": {"name": "g"}, "anything": {"goes": 1}},
+    )["metadata"]["resourceVersion"]
+    assert "v2" in [v["version"] for v in http.ok("GET", "/apis/example.dev")["versions"]]
+    http.ok("DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gizmos.example.dev")
+    assert http.request("GET", base).status_code == 404
+    assert "v2" not in [v["version"] for v in http.ok("GET", "/apis/example.dev")["versions"]]
+    events = http.watch(f"/apis/example.dev/v1/namespaces/{ns}/widgets", resourceVersion=rv, timeoutSeconds=1)
+    assert all(e["object"]["kind"] != "Gizmo" for e in events)

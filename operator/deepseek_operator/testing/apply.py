@@ -281,10 +281,8 @@ def record_update(
         paths = from_fields_v1(entry.get("fieldsV1") or {}) & new_fields
         if _same(entry, manager, "Update", subresource):
             mine |= paths
-            continue
-        paths -= changed
-        if paths:
-            entries.append({**entry, "fieldsV1": to_fields_v1(paths)})
+        elif paths - changed:
+            entries.append({**entry, "fieldsV1": to_fields_v1(paths - changed)})
     if mine:
         entries.append(_entry(manager, "Update", rt.api_version, mine, now, subresource))
     new.setdefault("metadata", {})["managedFields"] = entries
@@ -351,10 +349,17 @@ def apply(
     for path in sorted(previously - applied - (owned_by_others - taken), key=len, reverse=True):
         _remove(merged, path)
     entries = []
-    for entry, paths in others:
-        paths = paths - taken if force else paths
-        if paths:
-            entries.append({**entry, "fieldsV1": to_fields_v1(paths)})
-    entries.append(_entry(manager, "Apply", rt.api_version, applied, now, subresource))
+    placed = False
+    for entry in _entries(base):
+        paths = from_fields_v1(entry.get("fieldsV1") or {})
+        if _same(entry, manager, "Apply", subresource):
+            # An apply that changes nothing keeps its entry as it was (time included): a no-op.
+            when = str(entry.get("time", now)) if paths == applied else now
+            entries.append(_entry(manager, "Apply", rt.api_version, applied, when, subresource))
+            placed = True
+        elif paths - taken:
+            entries.append({**entry, "fieldsV1": to_fields_v1(paths - taken)})
+    if not placed:
+        entries.append(_entry(manager, "Apply", rt.api_version, applied, now, subresource))
     merged["metadata"]["managedFields"] = entries
     return merged
