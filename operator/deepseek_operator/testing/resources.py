@@ -77,10 +77,6 @@ class ResourceType:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
-    def group_version(self) -> str:
-        return self.api_version
-
-    @property
     def list_kind(self) -> str:
         return f"{self.kind}List"
 
@@ -304,12 +300,6 @@ class Registry:
 
     def __iter__(self) -> Iterator[ResourceType]:
         return iter(self._types.values())
-
-    def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
-        """Find the type of an ``apiVersion``/``kind`` pair (owner references, Scale objects)."""
-        return next(
-            (rt for rt in self._types.values() if rt.api_version == api_version and rt.kind == kind), None
-        )
 
     def of_key(self, key: str) -> list[ResourceType]:
         return [rt for rt in self._types.values() if rt.key == key]

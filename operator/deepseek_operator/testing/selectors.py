@@ -80,20 +80,6 @@ class LabelSelector:
         labels = labels or {}
         return all(r.matches(labels) for r in self.requirements)
 
-    @classmethod
-    def from_match(cls, selector: Mapping[str, Any]) -> LabelSelector:
-        """A ``metav1.LabelSelector`` (matchLabels + matchExpressions) as a selector."""
-        parts = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()]
-        for expr in selector.get("matchExpressions") or []:
-            op = str(expr["operator"])
-            values = ",".join(expr.get("values") or [])
-            parts.append(
-                {"In": f"{expr['key']} in ({values})", "NotIn": f"{expr['key']} notin ({values})"}.get(
-                    op, expr["key"] if op == "Exists" else f"!{expr['key']}"
-                )
-            )
-        return cls(",".join(parts))
-
 
 class FieldSelector:
     """``metadata.name=x,status.phase!=Running``: equality only, on the labels a type supports."""
