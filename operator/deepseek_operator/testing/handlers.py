@@ -258,8 +258,18 @@ class Api:
     ) -> None:
         rt = target.rt
         bookmarks = _flag(request, "allowWatchBookmarks")
+        as_table = tables.wants_table(request.headers.get("Accept", ""))
+
+        def shown(obj: dict[str, Any]) -> dict[str, Any]:
+            """Each event's object, or a one-row Table of it (``kubectl get --watch``)."""
+            out = copy.deepcopy(obj)
+            out["apiVersion"] = rt.api_version
+            if as_table:
+                return tables.table(rt, [out], str(out["metadata"].get("resourceVersion", "")), self._clock())
+            return out
+
         for obj in initial:
-            await response.write(_line("ADDED", obj))
+            await response.write(_line("ADDED", shown(obj)))
         if bookmarks and _flag(request, "sendInitialEvents"):
             await response.write(_line("BOOKMARK", self._bookmark(rt, initial_events_end=True)))
         loop = asyncio.get_running_loop()
@@ -275,9 +285,7 @@ class Api:
                 continue
             if not kind:
                 return
-            shown = copy.deepcopy(obj)
-            shown["apiVersion"] = rt.api_version
-            await response.write(_line(kind, shown))
+            await response.write(_line(kind, shown(obj)))
 
     def _bookmark(self, rt: ResourceType, *, initial_events_end: bool = False) -> dict[str, Any]:
         meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
