@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from deepseek_operator.cli import app
 from typer.testing import CliRunner
 
+from deepseek_operator.cli import app
 from tests.api.resources import EXAMPLES, example, with_changes
 
 runner = CliRunner()

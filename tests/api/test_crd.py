@@ -10,13 +10,14 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from typer.testing import CliRunner
+
 from deepseek_operator.api.constants import CRD_NAME
 from deepseek_operator.cli import app
 from deepseek_operator.cli.crd import SCHEMA_FILENAME
 from deepseek_operator.crdgen import CRD_FILENAME, crd_yaml, editor_json_schema, render_crd
 from deepseek_operator.testing import cel
 from deepseek_operator.testing.structural import check_structural
-from typer.testing import CliRunner
 
 ROOT = Path(__file__).parents[2]
 VERSION = render_crd()["spec"]["versions"][0]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from deepseek_operator.api.v1alpha1 import ModelSpec
 from deepseek_operator.errors import ModelConfigError
 from deepseek_operator.modelcfg import (

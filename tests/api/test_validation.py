@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
 from deepseek_operator.crdgen import render_crd
 from deepseek_operator.errors import InvalidSpec
 from deepseek_operator.modelcfg import ArchitectureContext
 from deepseek_operator.testing.openapi import validate_custom_resource
 from deepseek_operator.validation import validate_deployment
-
 from tests.api.resources import DELETE, EXAMPLES, example, with_changes
 
 CRD_SCHEMA = render_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deepseek_operator.cli import app
-from deepseek_operator.planner.eplb_load import dump_expert_load, zipf_expert_load
 from typer.testing import CliRunner
 
+from deepseek_operator.cli import app
+from deepseek_operator.planner.eplb_load import dump_expert_load, zipf_expert_load
 from tests.api.resources import EXAMPLES
 
 runner = CliRunner()

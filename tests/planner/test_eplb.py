@@ -8,6 +8,10 @@ from typing import get_args
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
 from deepseek_operator.planner import eplb
 from deepseek_operator.planner.eplb import (
     PLACEMENT_POLICIES,
@@ -24,9 +28,6 @@ from deepseek_operator.planner.eplb_load import (
     lognormal_expert_load,
     zipf_expert_load,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 V3 = {"num_logical_experts": 256, "num_expert_groups": 8}
 TOPO_32 = EplbTopology(**V3, num_nodes=4, num_gpus=32, num_physical_experts=288)

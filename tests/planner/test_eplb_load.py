@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import yaml
+
 from deepseek_operator.planner.eplb_load import (
     CONFIGMAP_KEY,
     EXPERT_LOAD_FORMAT,

@@ -8,6 +8,7 @@ from itertools import count
 
 import numpy as np
 import pytest
+
 from deepseek_operator.planner.eplb import EplbTopology, plan_expert_placement
 from deepseek_operator.planner.eplb_bench import BENCH_GROUPS, format_eplb_bench, run_eplb_bench
 from deepseek_operator.planner.eplb_load import zipf_expert_load

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from deepseek_operator.modelcfg import load_catalog_architecture
 from deepseek_operator.planner.memory import (
     EngineMemorySettings,

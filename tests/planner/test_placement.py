@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from deepseek_operator.planner.placement import plan_group_placement, plan_worker_group
 from deepseek_operator.planner.types import Inventory, ParallelSizes
 

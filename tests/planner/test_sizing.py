@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from deepseek_operator.errors import PlanInfeasible
 from deepseek_operator.modelcfg import ArchitectureContext, catalog_names, load_catalog_architecture
 from deepseek_operator.planner.memory import EngineMemorySettings, weight_format
@@ -13,9 +16,6 @@ from deepseek_operator.planner.plan import Plan, plan_deployment
 from deepseek_operator.planner.sizing import SizingRequest, choose_parallel_sizes
 from deepseek_operator.planner.types import Inventory
 from deepseek_operator.validation import validate_deployment
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from tests.api.resources import DELETE, example, with_changes
 
 GIB = 2**30

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
+
 from deepseek_operator.cli import app
 from deepseek_operator.modelcfg import ArchitectureContext
 from deepseek_operator.planner.plan import plan_deployment
@@ -16,8 +18,6 @@ from deepseek_operator.render.serving_args import model_location
 from deepseek_operator.testing.openapi import validate_custom_resource
 from deepseek_operator.validation import validate_deployment
 from deepseek_serving.config import ServingArgs
-from typer.testing import CliRunner
-
 from tests.api.resources import EXAMPLES, example, with_changes
 
 KUBERAY_CRDS = Path(__file__).parents[3] / "shared" / "kuberay-crds" / "v1.7.0"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
 from deepseek_serving.autoscaling import (
     QueueDepthPolicy,
     decide_groups,

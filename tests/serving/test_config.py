@@ -7,6 +7,8 @@ import sys
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from deepseek_serving.config import (
     CPU_WORKER_EXTENSION,
     PLANNER_OWNED_ENGINE_KEYS,
@@ -14,7 +16,6 @@ from deepseek_serving.config import (
     ServingArgs,
     engine_kwargs,
 )
-from pydantic import ValidationError
 
 MINIMAL: dict[str, Any] = {
     "deploymentName": "chat",

@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from deepseek_serving.http_guards import ServingGuard, excess_max_tokens
 from starlette.types import Receive, Scope, Send
+
+from deepseek_serving.http_guards import ServingGuard, excess_max_tokens
 
 KEY = "sk-test"
 

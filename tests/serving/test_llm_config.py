@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from deepseek_serving.config import ServingArgs, engine_kwargs
 from deepseek_serving.llm_config import AUTOSCALING_POLICY, cpu_binding_for_rank, render_llm_config
 

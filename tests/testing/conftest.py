@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from deepseek_operator.testing.server import ApiServer
 
 WIDGETS = "/apis/example.dev/v1/namespaces/{ns}/widgets"

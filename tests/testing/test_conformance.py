@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from deepseek_operator.testing.server import ApiServer
 
+from deepseek_operator.testing.server import ApiServer
 from tests.testing.conftest import WIDGETS, Http, widget
 
 pytestmark = pytest.mark.usefixtures("widgets_crd")

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
+
 from deepseek_operator.testing.kuberay import (
     URL_ANNOTATION,
     AppState,
@@ -16,7 +18,6 @@ from deepseek_operator.testing.kuberay import (
     compute_status,
     render_services,
 )
-from kubernetes import client
 
 NOW = "2026-01-01T00:00:00Z"
 LATER = "2026-01-01T00:05:00Z"

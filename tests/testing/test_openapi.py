@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from deepseek_operator.testing.openapi import validate_custom_resource
 
 KUBERAY = Path(__file__).resolve().parents[3] / "shared" / "kuberay-crds" / "v1.7.0"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from deepseek_operator.testing.patches import PatchError, json_patch, merge_patch, strategic_merge_patch
 from deepseek_operator.testing.selectors import FieldSelector, LabelSelector, SelectorError
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from deepseek_operator.testing.structural import check_structural
 
 KUBERAY = Path(__file__).resolve().parents[3] / "shared" / "kuberay-crds" / "v1.7.0"

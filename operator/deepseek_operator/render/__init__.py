@@ -63,17 +63,26 @@ def spec_hash(obj: dict[str, Any]) -> str:
 
 
 def render_deployment(
-    deployment: ValidatedDeployment, plan: Plan, config: RenderConfig | None = None
+    deployment: ValidatedDeployment,
+    plan: Plan,
+    config: RenderConfig | None = None,
+    *,
+    traffic_version: str | None = None,
 ) -> RenderedDeployment:
     """The RayService of the desired version, its expert-map ConfigMap, a stable Service, and the
-    HTTPRoute when `spec.serving.httpRoute` asks for Gateway API exposure."""
+    HTTPRoute when `spec.serving.httpRoute` asks for Gateway API exposure.
+
+    `traffic_version` is the version clients reach (the operator passes the one that serves while
+    a new one starts); the desired version by default, which is the steady state `dsd render` shows.
+    """
     config = config or RenderConfig()
     version = deployment.spec.desired_version
+    serving = traffic_version or version.name
     objects = [
         *_expert_map(deployment, plan, version),
         _ray_service(deployment, plan, version, config),
-        _stable_service(deployment, version),
-        *_http_route(deployment, version),
+        _stable_service(deployment, serving),
+        *_http_route(deployment, serving),
     ]
     for obj in objects:
         obj["metadata"].setdefault("annotations", {})[constants.ANNOTATION_SPEC_HASH] = spec_hash(obj)
@@ -118,7 +127,7 @@ def _expert_map(deployment: ValidatedDeployment, plan: Plan, version: VersionSpe
     ]
 
 
-def _stable_service(deployment: ValidatedDeployment, version: VersionSpec) -> dict[str, Any]:
+def _stable_service(deployment: ValidatedDeployment, version: str) -> dict[str, Any]:
     """`<deployment>`: one address for clients across versions, selecting serving pods of the
     version that takes the traffic (canaries split traffic with the HTTPRoute instead)."""
     name = deployment.resource.metadata.name
@@ -128,13 +137,13 @@ def _stable_service(deployment: ValidatedDeployment, version: VersionSpec) -> di
         "metadata": {"name": name, "namespace": _namespace(deployment), "labels": labels_for(name)},
         "spec": {
             "type": "ClusterIP",
-            "selector": {**labels_for(name, version.name), "ray.io/serve": "true"},
+            "selector": {**labels_for(name, version), "ray.io/serve": "true"},
             "ports": [{"name": "http", "port": SERVE_PORT, "targetPort": SERVE_PORT, "protocol": "TCP"}],
         },
     }
 
 
-def _http_route(deployment: ValidatedDeployment, version: VersionSpec) -> list[dict[str, Any]]:
+def _http_route(deployment: ValidatedDeployment, version: str) -> list[dict[str, Any]]:
     route = deployment.spec.serving.http_route
     if route is None:
         return []
@@ -154,7 +163,7 @@ def _http_route(deployment: ValidatedDeployment, version: VersionSpec) -> list[d
                         ],
                         "backendRefs": [
                             {
-                                "name": f"{ray_service_name(name, version.name)}-serve-svc",
+                                "name": f"{ray_service_name(name, version)}-serve-svc",
                                 "port": SERVE_PORT,
                                 "weight": 100,
                             }

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from deepseek_serving.config import ServingArgs
 
 from deepseek_operator.api.v1alpha1 import VersionSpec
 from deepseek_operator.hardware import GPU_TYPES
@@ -23,6 +22,7 @@ from deepseek_operator.modelsource import parse_model_source
 from deepseek_operator.planner.plan import Plan
 from deepseek_operator.render.serving_args import API_KEY_ENV, MODEL_MOUNT_ROOT
 from deepseek_operator.validation import ValidatedDeployment
+from deepseek_serving.config import ServingArgs
 
 __all__ = ["APP_IMPORT_PATH", "RenderConfig", "render_ray_service", "render_serve_config"]
 
@@ -111,11 +111,11 @@ def render_ray_service(
                         volumes,
                         mounts,
                         ports=[
-                            {"name": "gcs", "containerPort": 6379},
-                            {"name": "dashboard", "containerPort": 8265},
-                            {"name": "client", "containerPort": 10001},
-                            {"name": "serve", "containerPort": SERVE_PORT},
-                            {"name": "metrics", "containerPort": 8080},
+                            {"name": "gcs", "containerPort": 6379, "protocol": "TCP"},
+                            {"name": "dashboard", "containerPort": 8265, "protocol": "TCP"},
+                            {"name": "client", "containerPort": 10001, "protocol": "TCP"},
+                            {"name": "serve", "containerPort": SERVE_PORT, "protocol": "TCP"},
+                            {"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
                         ],
                     ),
                 },
@@ -126,6 +126,7 @@ def render_ray_service(
                         "minReplicas": worker.min_replicas,
                         "maxReplicas": worker.max_replicas,
                         "numOfHosts": 1,
+                        "priority": 0,
                         "rayStartParams": {},
                         "template": _pod_template(
                             "ray-worker",
@@ -135,7 +136,7 @@ def render_ray_service(
                             environment,
                             volumes,
                             mounts,
-                            ports=[{"name": "metrics", "containerPort": 8080}],
+                            ports=[{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}],
                             node_selector=spec.resources.node_selector,
                             tolerations=[t.to_dict() for t in spec.resources.tolerations],
                             priority_class=spec.resources.priority_class_name,

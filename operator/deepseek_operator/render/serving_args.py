@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import math
 
+from deepseek_operator.api.v1alpha1 import VersionSpec
+from deepseek_operator.errors import FieldError, InvalidSpec
+from deepseek_operator.modelsource import parse_model_source
+from deepseek_operator.planner.plan import Plan
+from deepseek_operator.validation import ValidatedDeployment
 from deepseek_serving.config import (
     AutoscalingSettings,
     EplbSettings,
@@ -15,12 +20,6 @@ from deepseek_serving.config import (
     RequestLimits,
     ServingArgs,
 )
-
-from deepseek_operator.api.v1alpha1 import VersionSpec
-from deepseek_operator.errors import FieldError, InvalidSpec
-from deepseek_operator.modelsource import parse_model_source
-from deepseek_operator.planner.plan import Plan
-from deepseek_operator.validation import ValidatedDeployment
 
 __all__ = ["API_KEY_ENV", "MODEL_MOUNT_ROOT", "model_location", "serving_args_for"]
 

@@ -1,0 +1,121 @@
+"""kopf wiring only (STYLE.md rule 13): watch streams feed the cache and the work queue.
+
+Every change of a DeepSeekDeployment, of an object it owns (RayService, Service, ConfigMap,
+HTTPRoute), and a periodic resync all end in `queue.add(key)`; `reconcile.Reconciler` does the
+work. Raw watch events are used on purpose instead of kopf's create/update handlers: those store
+kopf's diff base and progress on the object, extra writes per pass, where our reconcile is
+level-based and needs none (the deployment's own status says what was done).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from deepseek_operator.api import constants
+from deepseek_operator.k8s.cache import ObjectCache
+from deepseek_operator.k8s.client import KubeClient
+from deepseek_operator.k8s.connect import connect
+from deepseek_operator.metrics import RECONCILE_SECONDS, RECONCILES
+from deepseek_operator.reconcile import Reconciler
+from deepseek_operator.render import RenderConfig
+from deepseek_operator.settings import OperatorSettings
+from deepseek_operator.workqueue import Key, WorkQueue
+
+SETTINGS = OperatorSettings()
+"""Read once at import: kopf's decorators need the resync interval before the operator starts."""
+
+MANAGED = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
+CHILD_RESOURCES = (
+    ("ray.io", "v1", "rayservices"),
+    ("v1", "services"),
+    ("v1", "configmaps"),
+    ("gateway.networking.k8s.io", "v1", "httproutes"),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)  # noqa: TID251 - the I/O shell owns the clock and hands it to the core
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.posting.enabled = False  # our Events are decisions, posted by the reconciler
+    settings.peering.name = SETTINGS.peering_name
+    settings.peering.mandatory = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    # Watch only our children, filtered by the API server rather than by us.
+    for resource in CHILD_RESOURCES:
+        settings.watching.label_selectors[resource] = f"{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"
+
+    api_client = await connect()
+    reconciler = Reconciler(
+        client=KubeClient(api_client, SETTINGS.kubernetes),
+        cache=ObjectCache(),
+        render_config=RenderConfig(**SETTINGS.render.model_dump()),
+        now=_now,
+    )
+
+    async def timed_reconcile(key: Key) -> float | None:
+        with RECONCILE_SECONDS.time():
+            try:
+                requeue = await reconciler.reconcile(key)
+            except Exception:
+                RECONCILES.labels(result="error").inc()
+                raise
+        RECONCILES.labels(result="ok").inc()
+        return requeue
+
+    queue = WorkQueue(
+        timed_reconcile,
+        workers=SETTINGS.reconcile.workers,
+        backoff_initial=SETTINGS.reconcile.backoff_initial_seconds,
+        backoff_max=SETTINGS.reconcile.backoff_max_seconds,
+    )
+    memo.api_client, memo.cache, memo.queue = api_client, reconciler.cache, queue
+    memo.queue_task = asyncio.create_task(queue.run(), name="deepseek-reconcile-queue")
+    if SETTINGS.server.metrics_port:
+        start_http_server(SETTINGS.server.metrics_port)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    memo.queue_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await memo.queue_task
+    await memo.api_client.close()
+
+
+@kopf.on.event(constants.GROUP, constants.VERSION, constants.PLURAL)
+async def deployment_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if event["type"] == "DELETED":
+        memo.queue.forget(memo.cache.drop_deployment(body))
+    else:
+        memo.queue.add(memo.cache.put_deployment(body))
+
+
+@kopf.on.event("ray.io", "v1", "rayservices", labels=MANAGED)
+@kopf.on.event("v1", "services", labels=MANAGED)
+@kopf.on.event("v1", "configmaps", labels=MANAGED)
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED)
+async def child_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    owner = memo.cache.drop_child(body) if event["type"] == "DELETED" else memo.cache.put_child(body)
+    if owner is not None:
+        memo.queue.add(owner)
+
+
+@kopf.timer(constants.GROUP, constants.VERSION, constants.PLURAL, interval=SETTINGS.reconcile.resync_seconds)
+async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.queue.add(ObjectCache.key_of(body))
+
+
+@kopf.on.probe(id="queue_depth")
+async def queue_depth(memo: kopf.Memo, **_: Any) -> int:
+    """Liveness/readiness detail for `kopf run --liveness`: the queue exists and its depth."""
+    return int(memo.queue.depth)

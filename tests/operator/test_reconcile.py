@@ -1,0 +1,215 @@
+"""The operator end to end against the test API server: create, steady state, upgrade, reject, delete."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kopf.testing import KopfRunner
+from kubernetes import client
+
+from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
+from deepseek_operator.modelcfg import ArchitectureContext
+from deepseek_operator.planner.plan import plan_deployment
+from deepseek_operator.render import render_deployment
+from deepseek_operator.validation import validate_deployment
+from tests.api.resources import EXAMPLES, example
+from tests.operator.conftest import InstantServe, eventually
+
+SERVER_FIELDS = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "ownerReferences",
+)
+
+
+def _tiny(namespace: str) -> dict[str, Any]:
+    document = copy.deepcopy(example("tiny-local"))
+    document["metadata"]["namespace"] = namespace
+    return document
+
+
+class Cluster:
+    """What a test does and reads through the real kubernetes client."""
+
+    def __init__(self, api_client: Any, namespace: str) -> None:
+        self.custom: Any = client.CustomObjectsApi(api_client)
+        self.core: Any = client.CoreV1Api(api_client)
+        self.namespace = namespace
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, body
+        )
+        return created
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
+        return found
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec}
+        )
+
+    def ray_services(self) -> dict[str, dict[str, Any]]:
+        listed = self.custom.list_namespaced_custom_object("ray.io", "v1", self.namespace, "rayservices")
+        return {item["metadata"]["name"]: item for item in listed["items"]}
+
+    def events(self, name: str) -> list[Any]:
+        return [
+            e for e in self.core.list_namespaced_event(self.namespace).items if e.involved_object.name == name
+        ]
+
+    def condition(self, name: str, kind: str) -> dict[str, Any]:
+        conditions = self.deployment(name).get("status", {}).get("conditions", [])
+        return next(condition for condition in conditions if condition["type"] == kind)
+
+
+@pytest.fixture
+def cluster(k8s_client: Any, namespace: str) -> Cluster:
+    return Cluster(k8s_client, namespace)
+
+
+def _serving(cluster: Cluster, name: str, version: str) -> dict[str, Any]:
+    status: dict[str, Any] = cluster.deployment(name).get("status") or {}
+    assert status.get("phase") == "Serving", status.get("message")
+    assert status.get("currentVersion") == version
+    return status
+
+
+def test_create_serves_and_steady_state_writes_nothing(
+    operator: Callable[[], KopfRunner], cluster: Cluster, instant_serve: InstantServe
+) -> None:
+    with operator() as runner:
+        created = cluster.create(_tiny(cluster.namespace))
+        status = eventually(lambda: _serving(cluster, "tiny", "v1"))
+
+        ray_service = cluster.ray_services()["tiny-v1"]
+        (owner,) = ray_service["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["uid"], owner["controller"]) == (
+            "DeepSeekDeployment",
+            created["metadata"]["uid"],
+            True,
+        )
+        assert status["observedGeneration"] == created["metadata"]["generation"]
+        assert [c["type"] for c in status["conditions"]] == ["Ready", "Progressing", "Degraded"]
+        assert cluster.condition("tiny", "Ready")["status"] == "True"
+        assert status["plan"]["tensorParallelSize"] == 1
+        assert (status["desiredGroups"], status["readyGroups"]) == (1, 1)
+        reasons = [event.reason for event in cluster.events("tiny")]
+        assert "Planned" in reasons or "Ready" in reasons
+
+        # Steady state: two resyncs later, nothing was written.
+        versions = (
+            cluster.deployment("tiny")["metadata"]["resourceVersion"],
+            ray_service["metadata"]["resourceVersion"],
+        )
+        events = len(cluster.events("tiny"))
+        time.sleep(5)
+        assert (
+            cluster.deployment("tiny")["metadata"]["resourceVersion"],
+            cluster.ray_services()["tiny-v1"]["metadata"]["resourceVersion"],
+        ) == versions
+        assert len(cluster.events("tiny")) == events
+    assert runner.exception is None, runner.output
+
+
+def test_operator_applies_exactly_what_dsd_render_prints(
+    operator: Callable[[], KopfRunner], cluster: Cluster, instant_serve: InstantServe
+) -> None:
+    document = _tiny(cluster.namespace)
+    with operator():
+        cluster.create(document)
+        eventually(lambda: _serving(cluster, "tiny", "v1"))
+        applied = cluster.ray_services()["tiny-v1"]
+    validated = validate_deployment(document, ArchitectureContext(base_dir=EXAMPLES))
+    (rendered,) = render_deployment(validated, plan_deployment(validated)).of_kind("RayService")
+    for field in SERVER_FIELDS:
+        applied["metadata"].pop(field, None)
+    applied.pop("status", None)
+    # The API server keeps keys in its own order; the content must be identical.
+    assert json.dumps(applied, sort_keys=True) == json.dumps(rendered, sort_keys=True)
+
+
+def test_new_version_starts_beside_the_old_and_replaces_it(
+    operator: Callable[[], KopfRunner], cluster: Cluster, instant_serve: InstantServe
+) -> None:
+    document = _tiny(cluster.namespace)
+    with operator():
+        cluster.create(document)
+        eventually(lambda: _serving(cluster, "tiny", "v1"))
+        failing_v2 = f"{cluster.namespace}/tiny-v2"
+        instant_serve.failing.add(failing_v2)
+        versions = [*document["spec"]["versions"], {"name": "v2", "engineArgs": {"max_num_seqs": 4}}]
+        cluster.patch_spec("tiny", {"versions": versions})
+
+        # v2 fails to start: v1 keeps serving, the deployment says Degraded with KubeRay's reason.
+        def degraded() -> dict[str, Any]:
+            status: dict[str, Any] = cluster.deployment("tiny")["status"]
+            assert (status["phase"], status["currentVersion"]) == ("Degraded", "v1"), status
+            return status
+
+        status = eventually(degraded)
+        assert "engine failed to start" in cluster.condition("tiny", "Degraded")["message"]
+        assert cluster.condition("tiny", "Ready")["status"] == "True"
+        assert set(cluster.ray_services()) == {"tiny-v1", "tiny-v2"}
+
+        # v2 recovers: it takes over and v1 is retired.
+        instant_serve.failing.discard(failing_v2)
+        status = eventually(lambda: _serving(cluster, "tiny", "v2"))
+        eventually(lambda: set(cluster.ray_services()) == {"tiny-v2"})
+        assert status["observedGeneration"] == cluster.deployment("tiny")["metadata"]["generation"]
+        service = cluster.core.read_namespaced_service("tiny", cluster.namespace)
+        assert service.spec.selector["deepseek.serving.dev/version"] == "v2"
+
+
+def test_invalid_change_is_rejected_without_touching_what_serves(
+    operator: Callable[[], KopfRunner], cluster: Cluster, instant_serve: InstantServe
+) -> None:
+    with operator():
+        cluster.create(_tiny(cluster.namespace))
+        eventually(lambda: _serving(cluster, "tiny", "v1"))
+        served = cluster.ray_services()["tiny-v1"]["metadata"]["resourceVersion"]
+        cluster.patch_spec("tiny", {"model": {"maxModelLen": 10**6}})
+
+        def rejected() -> dict[str, Any]:
+            degraded = cluster.condition("tiny", "Degraded")
+            assert (degraded["status"], degraded["reason"]) == ("True", "ValidationFailed"), degraded
+            return degraded
+
+        degraded = eventually(rejected)
+        assert "spec.model.maxModelLen: 1000000 exceeds max_position_embeddings=4096" in degraded["message"]
+        warnings = [e for e in cluster.events("tiny") if e.type == "Warning"]
+        assert [e.reason for e in warnings] == ["ValidationFailed"]
+        assert cluster.ray_services()["tiny-v1"]["metadata"]["resourceVersion"] == served
+
+
+def test_restart_converges_and_delete_cleans_up(
+    operator: Callable[[], KopfRunner], cluster: Cluster, instant_serve: InstantServe
+) -> None:
+    document = _tiny(cluster.namespace)
+    with operator():
+        cluster.create(document)
+        eventually(lambda: _serving(cluster, "tiny", "v1"))
+    # While no operator runs, the spec moves on; a new operator picks it up from the watch listing.
+    cluster.patch_spec("tiny", {"versions": [*document["spec"]["versions"], {"name": "v2"}]})
+    with operator():
+        eventually(lambda: _serving(cluster, "tiny", "v2"))
+        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.namespace, PLURAL, "tiny")
+        eventually(lambda: cluster.ray_services() == {})
+        eventually(
+            lambda: all(
+                s.metadata.name != "tiny"
+                for s in cluster.core.list_namespaced_service(cluster.namespace).items
+            )
+        )
