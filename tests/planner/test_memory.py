@@ -75,7 +75,11 @@ def test_components_add_up_to_the_usable_memory() -> None:
     )
     parts = memory.as_dict()
     assert (
-        parts["weights"] + parts["activation_reserve"] + parts["runtime_reserve"] + parts["kv_cache"]
+        parts["weights"]
+        + parts["activation_reserve"]
+        + parts["runtime_reserve"]
+        + parts["kv_cache"]
+        + parts["free"]
         == parts["usable"]
     )
     assert parts["usable"] == int(0.9 * 141 * GIB)

@@ -4,7 +4,30 @@ Commands that need the serving stack (Ray, vLLM) import `deepseek_serving` insid
 so the operator's light install keeps working for every other command.
 """
 
-from deepseek_operator.cli import bench_eplb, bench_validate, catalog, crd, operator, plan, render, validate
+from deepseek_operator.cli import (
+    bench_eplb,
+    bench_validate,
+    catalog,
+    crd,
+    operator,
+    plan,
+    render,
+    run,
+    tiny_model,
+    validate,
+)
 from deepseek_operator.cli._app import app
 
-__all__ = ["app", "bench_eplb", "bench_validate", "catalog", "crd", "operator", "plan", "render", "validate"]
+__all__ = [
+    "app",
+    "bench_eplb",
+    "bench_validate",
+    "catalog",
+    "crd",
+    "operator",
+    "plan",
+    "render",
+    "run",
+    "tiny_model",
+    "validate",
+]

@@ -33,6 +33,7 @@ _MEMORY_ROWS = (
     ("activation_reserve", "activations"),
     ("runtime_reserve", "CUDA context, graphs"),
     ("kv_cache", "KV cache"),
+    ("free", "free margin"),
 )
 
 

@@ -100,6 +100,8 @@ class EngineMemorySettings:
     max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS
     kv_cache_bytes_per_value: int = BF16_BYTES
     """2 for bf16 (`kv_cache_dtype: auto`), 1 for fp8."""
+    kv_cache_memory_bytes: int | None = None
+    """A fixed KV-cache size per rank (`kv_cache_memory_bytes`) instead of what memory leaves."""
 
 
 KV_CACHE_DTYPES = {"auto": BF16_BYTES, "bfloat16": BF16_BYTES, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
@@ -126,7 +128,11 @@ def engine_memory_settings(
             FieldError(f"{path}.kv_cache_dtype", f"{kv_dtype!r} is not one of {', '.join(KV_CACHE_DTYPES)}")
         )
         kv_dtype = "auto"
-    settings = EngineMemorySettings(utilization, batched, KV_CACHE_DTYPES[kv_dtype])
+    fixed_kv = engine_args.get("kv_cache_memory_bytes")
+    if fixed_kv is not None and (isinstance(fixed_kv, bool) or not isinstance(fixed_kv, int) or fixed_kv < 1):
+        errors.append(FieldError(f"{path}.kv_cache_memory_bytes", f"{fixed_kv!r} must be a positive integer"))
+        fixed_kv = None
+    settings = EngineMemorySettings(utilization, batched, KV_CACHE_DTYPES[kv_dtype], fixed_kv)
     return settings, errors
 
 
@@ -139,8 +145,9 @@ def kv_cache_bytes_per_token(arch: ModelArchitecture, bytes_per_value: int = BF1
 class MemoryBreakdown:
     """Bytes on one rank (every rank of a group is alike, up to rounding of expert slots).
 
-    The components add up: `weights + activation_reserve + runtime_reserve + kv_cache + margin
-    == usable`, where `usable = gpu_memory_utilization × device memory`.
+    The components add up: `weights + activation_reserve + runtime_reserve + kv_cache + free
+    == usable`, where `usable = gpu_memory_utilization × device memory` and `free` is non-zero
+    only when `kv_cache_memory_bytes` fixes the cache below what memory leaves.
     """
 
     attention: int
@@ -165,6 +172,8 @@ class MemoryBreakdown:
     """All device memory of the rank."""
     kv_cache_bytes_per_token: int
     """Bytes one token occupies in this rank's KV cache."""
+    kv_cache_limit: int | None
+    """A fixed KV-cache size (`kv_cache_memory_bytes`), or None to use what memory leaves."""
     slots_per_rank: int
     """Routed-expert slots per MoE layer on this rank."""
 
@@ -185,9 +194,15 @@ class MemoryBreakdown:
         return self.usable - self.weights - self.activation_reserve - self.runtime_reserve
 
     @property
+    def kv_cache(self) -> int:
+        """Bytes of KV cache: what memory leaves, capped by a fixed size when one is set."""
+        left = max(0, self.available_for_kv_cache)
+        return left if self.kv_cache_limit is None else min(left, self.kv_cache_limit)
+
+    @property
     def kv_cache_tokens(self) -> int:
         """Tokens this rank's KV cache holds (0 when nothing is left)."""
-        return max(0, self.available_for_kv_cache) // self.kv_cache_bytes_per_token
+        return self.kv_cache // self.kv_cache_bytes_per_token
 
     def as_dict(self) -> dict[str, int]:
         """Named components in bytes, for `dsd plan --json` (`per_gpu_memory_bytes`)."""
@@ -201,7 +216,8 @@ class MemoryBreakdown:
             "weights": self.weights,
             "activation_reserve": self.activation_reserve,
             "runtime_reserve": self.runtime_reserve,
-            "kv_cache": max(0, self.available_for_kv_cache),
+            "kv_cache": self.kv_cache,
+            "free": max(0, self.available_for_kv_cache) - self.kv_cache,
             "usable": self.usable,
             "device_memory": self.device_memory,
         }
@@ -273,6 +289,7 @@ def compute_memory(
         usable=usable,
         device_memory=inventory.gpu_memory_bytes,
         kv_cache_bytes_per_token=kv_cache_bytes_per_token(arch, engine.kv_cache_bytes_per_value),
+        kv_cache_limit=engine.kv_cache_memory_bytes,
         slots_per_rank=slots_per_rank,
     )
 

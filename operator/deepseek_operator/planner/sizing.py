@@ -73,7 +73,7 @@ class SizedGroup:
     def shortfall_bytes(self) -> int:
         """Bytes missing for one `max_model_len` sequence per replica (0 when it fits)."""
         needed = self.max_model_len * self.memory.kv_cache_bytes_per_token
-        return max(0, needed - self.memory.available_for_kv_cache)
+        return max(0, needed - self.memory.kv_cache)
 
 
 def choose_parallel_sizes(request: SizingRequest) -> SizedGroup:
