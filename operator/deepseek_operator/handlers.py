@@ -5,6 +5,9 @@ HTTPRoute), and a periodic resync all end in `queue.add(key)`; `reconcile.Reconc
 work. Raw watch events are used on purpose instead of kopf's create/update handlers: those store
 kopf's diff base and progress on the object, extra writes per pass, where our reconcile is
 level-based and needs none (the deployment's own status says what was done).
+
+With `DSD_WEBHOOK__ENABLED`, `webhook.validate` also answers the API server's admission reviews.
+Replicas share a kopf peering object: one works, the others pause until it is gone.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from deepseek_operator import webhook
 from deepseek_operator.api import constants
 from deepseek_operator.k8s.cache import ObjectCache
 from deepseek_operator.k8s.client import KubeClient
@@ -46,8 +50,17 @@ def _now() -> datetime:
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.enabled = False  # our Events are decisions, posted by the reconciler
-    settings.peering.name = SETTINGS.peering_name
-    settings.peering.mandatory = False
+    settings.peering.name = SETTINGS.peering.name
+    settings.peering.mandatory = SETTINGS.peering.mandatory
+    settings.peering.lifetime = SETTINGS.peering.lifetime_seconds
+    # The oldest replica has the highest priority: it stays active while newer ones wait.
+    settings.peering.priority = (
+        SETTINGS.peering.priority
+        if SETTINGS.peering.priority is not None
+        else -int(_now().timestamp() * 1000)
+    )
+    if SETTINGS.webhook.enabled:
+        webhook.configure(settings, SETTINGS.webhook)
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # Watch only our children, filtered by the API server rather than by us.
@@ -55,8 +68,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         settings.watching.label_selectors[resource] = f"{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"
 
     api_client = await connect()
+    client = KubeClient(api_client, SETTINGS.kubernetes)
     reconciler = Reconciler(
-        client=KubeClient(api_client, SETTINGS.kubernetes),
+        client=client,
         cache=ObjectCache(),
         render_config=RenderConfig(**SETTINGS.render.model_dump()),
         now=_now,
@@ -78,7 +92,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         backoff_initial=SETTINGS.reconcile.backoff_initial_seconds,
         backoff_max=SETTINGS.reconcile.backoff_max_seconds,
     )
-    memo.api_client, memo.cache, memo.queue = api_client, reconciler.cache, queue
+    memo.api_client, memo.client, memo.cache, memo.queue = api_client, client, reconciler.cache, queue
     memo.queue_task = asyncio.create_task(queue.run(), name="deepseek-reconcile-queue")
     if SETTINGS.server.metrics_port:
         start_http_server(SETTINGS.server.metrics_port)
@@ -113,6 +127,18 @@ async def child_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, 
 @kopf.timer(constants.GROUP, constants.VERSION, constants.PLURAL, interval=SETTINGS.reconcile.resync_seconds)
 async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.queue.add(ObjectCache.key_of(body))
+
+
+if SETTINGS.webhook.enabled:
+    kopf.on.validate(
+        constants.GROUP,
+        constants.VERSION,
+        constants.PLURAL,
+        id=webhook.HANDLER_ID,
+        operations=["CREATE", "UPDATE"],
+        # Kept in the configuration when a replica stops: the others still serve it.
+        persistent=True,
+    )(webhook.validate)
 
 
 @kopf.on.probe(id="queue_depth")

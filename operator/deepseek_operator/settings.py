@@ -5,10 +5,12 @@ Example: `DSD_KUBERNETES__QPS=50 DSD_RECONCILE__RESYNC_SECONDS=60 dsd operator`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["OperatorSettings"]
+__all__ = ["OperatorSettings", "PeeringSettings", "WebhookSettings"]
 
 
 class KubernetesSettings(BaseModel):
@@ -57,6 +59,53 @@ class ServerSettings(BaseModel):
     """`/healthz` liveness and readiness (0 disables)."""
 
 
+class PeeringSettings(BaseModel):
+    """kopf peering: the operator's replicas share one peering object and one of them is active."""
+
+    name: str = "deepseek-operator"
+    """The `ClusterKopfPeering` (all namespaces) or `KopfPeering` (per namespace) the replicas share."""
+    mandatory: bool = False
+    """Start paused until the peering object says no older replica is alive; the chart sets it
+    whenever it runs more than one replica (without it a new replica acts before it has looked)."""
+    priority: int | None = None
+    """kopf priority (the highest live one works, the others pause). Unset: minus the start time
+    in milliseconds, so the oldest replica stays active and a rolling update does not move work
+    until the old replica leaves. A developer's `kopf run` (priority 0 or more) pauses them all."""
+    lifetime_seconds: int = Field(default=60, ge=1)
+    """A replica that sent no keep-alive for this long counts as dead (killed, not stopped)."""
+
+
+class WebhookSettings(BaseModel):
+    """The validating admission webhook (kopf's admission server)."""
+
+    enabled: bool = False
+    """Serve `/validate` for DeepSeekDeployments over HTTPS."""
+    addr: str = "0.0.0.0"
+    """Address the HTTPS server listens on."""
+    port: int = Field(default=9443, ge=1, le=65535)
+    """Port the HTTPS server listens on."""
+    host: str | None = None
+    """Host name the API server calls (URL client config) and the self-signed certificate names;
+    unused with `service_name`."""
+    service_name: str | None = None
+    """In-cluster: the Service in front of the webhook; the configuration then names the Service
+    (the API server cannot resolve cluster DNS names in URLs)."""
+    service_namespace: str | None = None
+    """Namespace of `service_name` (the operator's own namespace)."""
+    service_port: int = Field(default=443, ge=1, le=65535)
+    """Port of `service_name` that forwards to `port`."""
+    cert_file: Path | None = None
+    """PEM server certificate (with `key_file`); unset: kopf makes a self-signed one, which needs
+    `pip install kopf[dev]` and suits a single replica outside a cluster only."""
+    key_file: Path | None = None
+    """PEM private key of `cert_file`."""
+    ca_file: Path | None = None
+    """PEM CA bundle the API server verifies the certificate with; unset: `cert_file` itself."""
+    managed_configuration: str | None = "deepseek-operator.deepseek.serving.dev"
+    """Name of the ValidatingWebhookConfiguration kopf creates and keeps up to date (the chart's
+    ClusterRole may patch only this name); unset: configured by hand."""
+
+
 class OperatorSettings(BaseSettings):
     """Everything configurable about the operator process."""
 
@@ -64,9 +113,9 @@ class OperatorSettings(BaseSettings):
 
     namespace: str | None = None
     """Watch only this namespace; all namespaces when empty."""
-    peering_name: str = "deepseek-operator"
-    """kopf peering object shared by the operator's replicas (one is active at a time)."""
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     render: RenderSettings = Field(default_factory=RenderSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    peering: PeeringSettings = Field(default_factory=PeeringSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
