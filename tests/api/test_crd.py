@@ -46,12 +46,15 @@ def test_committed_editor_schema_matches_the_models() -> None:
 
 
 def test_dsd_crd_check_fails_on_drift(tmp_path: Path) -> None:
+    dirs = ["--output-dir", str(tmp_path), "--chart-dir", str(tmp_path / "chart")]
+    assert CliRunner().invoke(app, ["crd", *dirs]).exit_code == 0
+    assert CliRunner().invoke(app, ["crd", "--check", *dirs]).exit_code == 0
     (tmp_path / CRD_FILENAME).write_text(crd_yaml().replace("maxLength: 63", "maxLength: 64", 1))
-    result = CliRunner().invoke(app, ["crd", "--check", "--output-dir", str(tmp_path)])
+    result = CliRunner().invoke(app, ["crd", "--check", *dirs])
     assert result.exit_code == 1
     assert "out of date" in result.output
-    assert CliRunner().invoke(app, ["crd", "--output-dir", str(tmp_path)]).exit_code == 0
-    assert CliRunner().invoke(app, ["crd", "--check", "--output-dir", str(tmp_path)]).exit_code == 0
+    assert CliRunner().invoke(app, ["crd", *dirs]).exit_code == 0
+    assert CliRunner().invoke(app, ["crd", "--check", *dirs]).exit_code == 0
 
 
 def test_crd_object_is_a_valid_apiextensions_v1_object() -> None:

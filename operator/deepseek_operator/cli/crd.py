@@ -1,4 +1,4 @@
-"""`dsd crd` and `dsd schema`: the generated CRD and the editor JSON Schema, with drift checks."""
+"""`dsd crd` and `dsd schema`: generated CRDs, RBAC, chart copies, editor JSON Schema; drift checks."""
 
 from __future__ import annotations
 
@@ -9,38 +9,50 @@ from typing import Annotated
 import typer
 
 from deepseek_operator.cli._app import app, console, err_console
-from deepseek_operator.crdgen import CRD_FILENAME, crd_yaml, editor_json_schema, write_if_changed
+from deepseek_operator.crdgen import crd_yaml, editor_json_schema, generated_files, write_if_changed
 
 SCHEMA_FILENAME = "deepseekdeployment.v1alpha1.schema.json"
 
 
-def _write_or_check(path: Path, text: str, *, check: bool) -> None:
-    if check:
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        if current != text:
-            diff = difflib.unified_diff(
-                current.splitlines(keepends=True), text.splitlines(keepends=True), str(path), "generated"
-            )
-            err_console.print("".join(diff), markup=False)
-            err_console.print(f"[red]{path} is out of date[/red]: run `dsd crd` / `dsd schema` and commit it")
-            raise typer.Exit(1)
+def _stale(path: Path, text: str) -> bool:
+    current = path.read_text(encoding="utf-8") if path.exists() else ""
+    if current == text:
         console.print(f"[green]✓[/green] {path} is up to date")
+        return False
+    diff = difflib.unified_diff(
+        current.splitlines(keepends=True), text.splitlines(keepends=True), str(path), "generated"
+    )
+    err_console.print("".join(diff), markup=False)
+    err_console.print(f"[red]{path} is out of date[/red]: run `dsd crd` / `dsd schema` and commit it")
+    return True
+
+
+def _write_or_check(files: dict[Path, str], *, check: bool) -> None:
+    if check:
+        stale = [path for path, text in files.items() if _stale(path, text)]
+        if stale:
+            raise typer.Exit(1)
         return
-    written = write_if_changed(path, text)
-    console.print(f"{'wrote' if written else 'unchanged'} {path}")
+    for path, text in files.items():
+        written = write_if_changed(path, text)
+        console.print(f"{'wrote' if written else 'unchanged'} {path}")
 
 
 @app.command()
 def crd(
-    output_dir: Annotated[Path, typer.Option(help="Directory of the CRD file.")] = Path("crds"),
-    check: Annotated[bool, typer.Option("--check", help="Fail if the file differs from the models.")] = False,
+    output_dir: Annotated[Path, typer.Option(help="Directory of the CRD and RBAC files.")] = Path("crds"),
+    chart_dir: Annotated[
+        Path, typer.Option(help="The Helm chart: its crds/ copies and ClusterRole template.")
+    ] = Path("charts/deepseek-operator"),
+    check: Annotated[bool, typer.Option("--check", help="Fail if a file differs from the models.")] = False,
     stdout: Annotated[bool, typer.Option("--stdout", help="Print the CRD instead of writing it.")] = False,
 ) -> None:
-    """Generate the CustomResourceDefinition from the API models."""
+    """Generate the CustomResourceDefinition, kopf's peering CRDs, the operator's ClusterRole and
+    the Helm chart's copies of them."""
     if stdout:
         console.print(crd_yaml(), markup=False, end="")
         return
-    _write_or_check(output_dir / CRD_FILENAME, crd_yaml(), check=check)
+    _write_or_check(generated_files(output_dir, chart_dir), check=check)
 
 
 @app.command()
@@ -53,4 +65,4 @@ def schema(
     if stdout:
         console.print(editor_json_schema(), markup=False, end="")
         return
-    _write_or_check(output_dir / SCHEMA_FILENAME, editor_json_schema(), check=check)
+    _write_or_check({output_dir / SCHEMA_FILENAME: editor_json_schema()}, check=check)
