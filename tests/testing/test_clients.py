@@ -135,7 +135,7 @@ def deleted(**_):
 """
 
 
-@pytest.mark.usefixtures("kubeconfig_env")
+@pytest.mark.usefixtures("kubeconfig_env", "kopf_registry")
 def test_kopf_handler_reacts_to_a_custom_resource(k8s_client: Any, namespace: str, tmp_path: Path) -> None:
     """kopf runs for real (KopfRunner): it sees the create, patches status, and handles deletion via its finalizer."""
     from kopf.testing import KopfRunner
@@ -157,7 +157,7 @@ def test_kopf_handler_reacts_to_a_custom_resource(k8s_client: Any, namespace: st
                 "spec": {"size": 3},
             },
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             obj = custom.get_namespaced_custom_object("example.dev", "v1", namespace, "widgets", "w")
             if (obj.get("status") or {}).get("phase") == "Seen":
@@ -165,12 +165,14 @@ def test_kopf_handler_reacts_to_a_custom_resource(k8s_client: Any, namespace: st
             time.sleep(0.1)
         assert obj["status"]["replicas"] == 6
         assert "kopf.zalando.org/KopfFinalizerMarker" in obj["metadata"]["finalizers"]
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # kopf posts core/v1 Events about its handlers
             events = core.list_namespaced_event(namespace).items
             if any(e.involved_object.name == "w" for e in events):
                 break
             time.sleep(0.1)
         custom.delete_namespaced_custom_object("example.dev", "v1", namespace, "widgets", "w")
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if not custom.list_namespaced_custom_object("example.dev", "v1", namespace, "widgets")["items"]:
                 break

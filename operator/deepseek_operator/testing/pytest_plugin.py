@@ -4,6 +4,8 @@
 - ``kubeconfig`` (session): path of a kubeconfig for it; give it to any client unchanged.
 - ``kubeconfig_env`` (function): ``$KUBECONFIG`` pointing at it, for code that loads the default
   kubeconfig (kopf's login, ``kubernetes.config.load_kube_config()``); restored afterwards.
+- ``kopf_registry`` (function): a fresh default kopf registry for the test, so handlers loaded by
+  one ``KopfRunner`` (their startup settings included) do not run in the next one.
 - ``k8s_client`` (function): a ``kubernetes.client.ApiClient`` built from that kubeconfig.
 - ``namespace`` (function): a fresh namespace per test, deleted afterwards.
 - ``kuberay_crds`` (session): KubeRay v1.7.0's CRDs installed (skips when they cannot be found).
@@ -44,6 +46,18 @@ def kubeconfig_env(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # The client reads $KUBECONFIG once, at import; follow the variable for this test.
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
     return kubeconfig
+
+
+@pytest.fixture
+def kopf_registry() -> Iterator[Any]:
+    import kopf
+    from kopf._core.intents.registries import SmartOperatorRegistry  # what kopf builds by default
+
+    previous = kopf.get_default_registry()
+    registry = SmartOperatorRegistry()  # with kopf's login handlers, unlike a bare OperatorRegistry
+    kopf.set_default_registry(registry)
+    yield registry
+    kopf.set_default_registry(previous)
 
 
 @pytest.fixture
