@@ -34,7 +34,7 @@ from typing import Any
 from ray.serve.deployment import Application
 
 from deepseek_serving.config import ServingArgs
-from deepseek_serving.llm_config import SERVE_DEPLOYMENT_NAME, render_llm_config
+from deepseek_serving.llm_config import SERVE_DEPLOYMENT_NAME, render_gang_scheduling, render_llm_config
 
 __all__ = ["build_app"]
 
@@ -48,16 +48,21 @@ def build_app(args: dict[str, Any] | ServingArgs) -> Application:
     Returns:
         An application whose single deployment (``engine-ranks``) is the HTTP ingress.
     """
+    from ray.serve.config import GangSchedulingConfig
     from ray.serve.llm import LLMConfig, build_dp_deployment, build_llm_deployment
 
     from deepseek_serving.server import ranks_server_class
 
     serving_args = args if isinstance(args, ServingArgs) else ServingArgs.model_validate(args)
     llm_config = LLMConfig(**render_llm_config(serving_args))
-    build = build_dp_deployment if serving_args.data_parallel_size > 1 else build_llm_deployment
+    serve_options: dict[str, Any] = {"name": SERVE_DEPLOYMENT_NAME}
+    build = build_llm_deployment
+    if gang := render_gang_scheduling(serving_args):
+        serve_options["gang_scheduling_config"] = GangSchedulingConfig(**gang)
+        build = build_dp_deployment
     return build(
         llm_config,
         deployment_cls=ranks_server_class(serving_args),
         bind_kwargs={"serving_args": serving_args.model_dump(mode="json", by_alias=True)},
-        override_serve_options={"name": SERVE_DEPLOYMENT_NAME},
+        override_serve_options=serve_options,
     )

@@ -15,6 +15,7 @@ from deepseek_serving.config import ServingArgs, engine_kwargs
 __all__ = [
     "SERVE_DEPLOYMENT_NAME",
     "cpu_binding_for_rank",
+    "render_gang_scheduling",
     "render_llm_config",
 ]
 
@@ -88,6 +89,21 @@ def _render_deployment_config(args: ServingArgs) -> dict[str, Any]:
         # The replica actor joins its rank's first bundle; the engine owns the bundle's devices.
         "ray_actor_options": {"num_cpus": 0},
         "autoscaling_config": autoscaling_config,
+    }
+
+
+def render_gang_scheduling(args: ServingArgs) -> dict[str, Any] | None:
+    """Ray Serve gang scheduling of a group's DP ranks (``None`` for single-rank groups).
+
+    Ray Serve LLM's ``DPServer`` sets the same gang size and restart policy but always packs;
+    this applies ``placement.strategy`` from the planner.
+    """
+    if args.data_parallel_size == 1:
+        return None
+    return {
+        "gang_size": args.data_parallel_size,
+        "gang_placement_strategy": args.placement.strategy,
+        "runtime_failure_policy": "RESTART_GANG",
     }
 
 

@@ -50,7 +50,8 @@ class LabeledVLLMEngine(VLLMEngine):
     """Ray Serve LLM's vLLM engine whose stat logger labels metrics and tracks the rank's load.
 
     ``VLLMEngine`` hands ``AsyncLLM`` the class ``vllm.v1.metrics.ray_wrappers.RayPrometheusStatLogger``,
-    looked up when the engine starts; it is our labeled subclass for the length of that call.
+    looked up when the engine starts; it is our labeled subclass for the length of that call. On
+    replica shutdown (after the drain) the engine's processes are stopped explicitly.
     """
 
     def __init__(self, llm_config: Any, *, stat_logger_cls: type[RayPrometheusStatLogger]) -> None:
@@ -66,6 +67,12 @@ class LabeledVLLMEngine(VLLMEngine):
             return super()._start_async_llm_engine(*args, **kwargs)
         finally:
             ray_wrappers.RayPrometheusStatLogger = default_logger  # type: ignore[misc]
+
+    async def shutdown(self) -> None:
+        """Stop the engine processes too (Ray Serve LLM leaves them to die with the replica)."""
+        await super().shutdown()
+        if self._engine_client is not None:
+            self._engine_client.shutdown()
 
 
 class _RankServerMixin:

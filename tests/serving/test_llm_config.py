@@ -7,7 +7,12 @@ from typing import Any
 import pytest
 
 from deepseek_serving.config import ServingArgs, engine_kwargs
-from deepseek_serving.llm_config import AUTOSCALING_POLICY, cpu_binding_for_rank, render_llm_config
+from deepseek_serving.llm_config import (
+    AUTOSCALING_POLICY,
+    cpu_binding_for_rank,
+    render_gang_scheduling,
+    render_llm_config,
+)
 
 BASE: dict[str, Any] = {
     "deploymentName": "chat",
@@ -83,6 +88,18 @@ def test_limits_become_serve_admission_and_drain_settings() -> None:
     assert deployment["max_queued_requests"] == 100
     assert deployment["graceful_shutdown_timeout_s"] == 45
     assert deployment["ray_actor_options"] == {"num_cpus": 0}
+
+
+def test_groups_of_several_ranks_are_gangs_placed_by_the_planner_strategy() -> None:
+    spec = ServingArgs.model_validate(
+        BASE | {"dataParallelSize": 4, "placement": {"bundles": [{"GPU": 1}] * 4, "strategy": "SPREAD"}}
+    )
+    assert render_gang_scheduling(spec) == {
+        "gang_size": 4,
+        "gang_placement_strategy": "SPREAD",
+        "runtime_failure_policy": "RESTART_GANG",
+    }
+    assert render_gang_scheduling(ServingArgs.model_validate(BASE)) is None
 
 
 @pytest.mark.parametrize(
