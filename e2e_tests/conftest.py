@@ -1,0 +1,96 @@
+"""The e2e suite: one DeepSeekDeployment from `kubectl apply` to an answered OpenAI request.
+
+With `E2E_KUBECONFIG` set, the suite runs against that cluster as it is: KubeRay and the operator
+must already run there (see `kind/README.md`), and `E2E_MODEL_SOURCE` / `E2E_SERVING_IMAGE` say
+where the tiny model and the serving image are. Without it (CI, a laptop), the suite starts the
+local test environment itself: the test API server, the KubeRay stand-in serving on an embedded
+Ray with real Ray Serve and vLLM, and `dsd operator` as its own process. The tests are the same.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from kubernetes import client, config
+
+from e2e_tests.support import Cluster, eventually
+
+ROOT = Path(__file__).parents[1]
+
+
+@dataclass(frozen=True)
+class Environment:
+    kubeconfig: Path
+    model_source: str
+    serving_image: str
+
+
+@pytest.fixture(scope="session")
+def environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
+    existing = os.environ.get("E2E_KUBECONFIG")
+    if existing:
+        yield Environment(
+            kubeconfig=Path(existing),
+            model_source=os.environ.get("E2E_MODEL_SOURCE", "file:///models/deepseek-tiny"),
+            serving_image=os.environ.get("E2E_SERVING_IMAGE", "deepseek-serving:e2e"),
+        )
+        return
+    yield from _local_environment(tmp_path_factory.mktemp("e2e"))
+
+
+def _local_environment(workdir: Path) -> Iterator[Environment]:
+    pytest.importorskip("vllm", reason="the local environment serves the tiny model with vLLM (extra: cpu)")
+    from deepseek_operator.testing.kuberay import KubeRayStandIn, find_kuberay_crds
+    from deepseek_operator.testing.serve_backend import RayServeBackend
+    from deepseek_operator.testing.server import ApiServer
+    from deepseek_serving.local import free_port
+    from deepseek_serving.tiny_model import build_tiny_model
+
+    model = build_tiny_model(workdir / "deepseek-tiny")
+    kuberay_crds = find_kuberay_crds()
+    if kuberay_crds is None:
+        pytest.skip("KubeRay's CRDs were not found (shared/kuberay-crds/v1.7.0 or $KUBERAY_CRDS)")
+    with ApiServer() as server:
+        kubeconfig = server.write_kubeconfig(workdir / "kubeconfig")
+        server.install_crds([*sorted(kuberay_crds.glob("*.yaml")), *sorted((ROOT / "crds").glob("*.yaml"))])
+        health = f"http://127.0.0.1:{free_port()}/healthz"
+        with RayServeBackend(num_cpus=2) as backend, KubeRayStandIn(kubeconfig, backend):
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "deepseek_operator", "operator", "--standalone", "--liveness", health],
+                env={**os.environ, "KUBECONFIG": str(kubeconfig), "DSD_SERVER__METRICS_PORT": "0"},
+                stdout=(workdir / "operator.log").open("w"),
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                eventually(
+                    lambda: httpx.get(health, timeout=2).status_code == 200, timeout=60, what="operator"
+                )
+                yield Environment(kubeconfig, f"file://{model}", "unused-by-the-local-stand-in")
+            finally:
+                operator.terminate()
+                operator.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def api_client(environment: Environment) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(str(environment.kubeconfig))  # type: ignore[no-untyped-call]
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def cluster(api_client: client.ApiClient) -> Iterator[Cluster]:
+    """A fresh namespace per test, deleted afterwards (with everything in it)."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": name}})
+    yield Cluster(api_client, name)
+    core.delete_namespace(name)

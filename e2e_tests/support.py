@@ -1,0 +1,103 @@
+"""What the e2e tests use on any cluster: a client, waits, and the way to reach a Service."""
+
+from __future__ import annotations
+
+import os
+import string
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import yaml
+from kubernetes import client
+
+GROUP, VERSION, PLURAL = "deepseek.serving.dev", "v1alpha1", "deepseekdeployments"
+URL_ANNOTATION = "testing.deepseek.serving.dev/url"
+MANIFESTS = Path(__file__).parent / "manifests"
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], *, timeout: float, interval: float = 0.5, what: str = "") -> T:
+    """Poll `check` until it returns something truthy without raising; fail with its last error."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (AssertionError, LookupError, client.ApiException, httpx.HTTPError) as error:
+            last = error
+        time.sleep(interval)
+    raise AssertionError(f"{what or check.__name__} not true within {timeout:.0f}s") from last
+
+
+def manifest(name: str, **values: str) -> dict[str, Any]:
+    """A manifest from `manifests/`, with `${NAME}` placeholders filled from `values` and the env."""
+    text = string.Template((MANIFESTS / name).read_text()).substitute({**os.environ, **values})
+    document: dict[str, Any] = yaml.safe_load(text)
+    return document
+
+
+class Cluster:
+    """The e2e tests' view of one namespace of a cluster."""
+
+    def __init__(self, api_client: Any, namespace: str) -> None:
+        self.api_client = api_client
+        self.custom: Any = client.CustomObjectsApi(api_client)
+        self.core: Any = client.CoreV1Api(api_client)
+        self.namespace = namespace
+
+    def create_deployment(self, body: dict[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, body
+        )
+        return created
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
+        return found
+
+    def delete_deployment(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+
+    def condition(self, name: str, kind: str) -> dict[str, Any]:
+        conditions = (self.deployment(name).get("status") or {}).get("conditions") or []
+        found = next((condition for condition in conditions if condition["type"] == kind), None)
+        if found is None:
+            raise LookupError(f"{name} has no {kind} condition yet")
+        return found
+
+    def ray_service_names(self) -> set[str]:
+        listed = self.custom.list_namespaced_custom_object("ray.io", "v1", self.namespace, "rayservices")
+        return {item["metadata"]["name"] for item in listed["items"]}
+
+    def events(self, name: str) -> list[Any]:
+        return [
+            e for e in self.core.list_namespaced_event(self.namespace).items if e.involved_object.name == name
+        ]
+
+    def service_base_url(self, service: str, port: int = 8000) -> str:
+        """How this test process reaches a Service: the test environment's published URL, or the
+        API server's service proxy on a real cluster."""
+        found = self.core.read_namespaced_service(service, self.namespace)
+        published = (found.metadata.annotations or {}).get(URL_ANNOTATION)
+        if published:
+            return str(published).rstrip("/")
+        host = self.api_client.configuration.host.rstrip("/")
+        return f"{host}/api/v1/namespaces/{self.namespace}/services/{service}:{port}/proxy"
+
+    def http(self) -> httpx.Client:
+        """An HTTP client carrying the kubeconfig's credentials (the service proxy needs them)."""
+        configuration = self.api_client.configuration
+        headers = {}
+        token = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
+        if token:
+            headers["Authorization"] = token if token.startswith("Bearer") else f"Bearer {token}"
+        verify: Any = configuration.ssl_ca_cert or configuration.verify_ssl
+        cert = (configuration.cert_file, configuration.key_file) if configuration.cert_file else None
+        return httpx.Client(headers=headers, verify=verify, cert=cert, timeout=120)
