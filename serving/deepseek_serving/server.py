@@ -85,6 +85,7 @@ class _RankServerMixin:
         dp_rank = gang.rank if gang is not None else 0
         self._group = gang.gang_id if gang is not None else context.replica_id.unique_id
         self._args = args
+        self._api_key = _api_key(args.api_key_env)
         self._load = RankLoad()
         if args.placement.accelerator == "cpu" and args.ranks_per_group > 1:
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_binding_for_rank(
@@ -103,17 +104,28 @@ class _RankServerMixin:
     async def __serve_build_asgi_app__(self) -> FastAPI:
         app: FastAPI = await super().__serve_build_asgi_app__()  # type: ignore[misc]
         app.add_api_route("/ready", _readiness, methods=["GET"])
-        api_key = os.environ[self._args.api_key_env] if self._args.api_key_env else None
         limits = self._args.limits
         # vLLM's build_app already built the middleware stack; let Starlette rebuild it lazily.
         app.middleware_stack = None
         app.add_middleware(
             ServingGuard,
-            api_key=api_key,
+            api_key=self._api_key,
             max_tokens=limits.max_tokens,
             request_timeout_s=limits.request_timeout_s,
         )
         return app
+
+
+def _api_key(variable: str | None) -> str | None:
+    """The API key from the environment variable the contract names; checked before the engine starts."""
+    if variable is None:
+        return None
+    key = os.environ.get(variable)
+    if not key:
+        raise RuntimeError(
+            f"apiKeyEnv names {variable!r}, which is unset or empty in this replica's environment"
+        )
+    return key
 
 
 async def _readiness(request: Request) -> JSONResponse:
