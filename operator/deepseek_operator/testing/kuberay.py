@@ -16,7 +16,8 @@ Differences from KubeRay (by design; the operator under test only sees the API o
   upgrade); ``serveConfigV2`` changes are applied in place, as KubeRay does too;
 - application names and route prefixes are made unique per RayService on the shared Serve
   (``<namespace>--<name>--<app>`` at ``/<namespace>/<name><route_prefix>``); the real local URL
-  is in the serve Service's ``testing.deepseek.serving.dev/url`` annotation;
+  is in the serve Service's ``testing.deepseek.serving.dev/url`` annotation; applications get
+  the driver's working directory on ``PYTHONPATH`` (the image's code, on a cluster);
 - ``numServeEndpoints`` is 1 once the applications first ran (one local proxy), not a pod count;
 - no Events, no ``RayService`` validation webhook, no ``upgradeStrategy`` handling.
 """

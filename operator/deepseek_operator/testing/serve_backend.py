@@ -35,32 +35,47 @@ class RayServeBackend:
         self.http_port = http_port or _free_port()
         self._configs: dict[str, Mapping[str, Any]] = {}
         self._lock = threading.Lock()
-
-    def start(self) -> RayServeBackend:
-        import ray
-        from ray import serve
-
-        # Workers import the applications' modules from where the driver runs (as `serve run` does);
+        self._owns_ray = False
+        self._owns_serve = False
+        # Applications import their modules from where the driver runs (as `serve run` does);
         # installed packages they find themselves. Not all of sys.path: a test's temporary
         # directory there may hold modules that shadow the standard library's.
         inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        python_path = os.pathsep.join([os.getcwd(), *inherited])
-        ray.init(
-            num_cpus=self._num_cpus,
-            include_dashboard=False,
-            ignore_reinit_error=True,
-            log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": python_path}},
-        )
-        serve.start(http_options={"host": "127.0.0.1", "port": self.http_port})
+        self._python_path = os.pathsep.join([os.getcwd(), *inherited])
+
+    def start(self) -> RayServeBackend:
+        """Start Ray and Serve, or join the ones this process already runs (another fixture's).
+
+        Joined ones are left running at ``stop``; their imperative applications are untouched,
+        since a declarative deploy only replaces declaratively deployed applications.
+        """
+        import ray
+        from ray import serve
+        from ray.serve.context import _get_global_client
+
+        if not ray.is_initialized():
+            ray.init(num_cpus=self._num_cpus, include_dashboard=False, log_to_driver=False)
+            self._owns_ray = True
+        client = _get_global_client(raise_if_no_controller_running=False)
+        if client is None:
+            serve.start(http_options={"host": "127.0.0.1", "port": self.http_port})
+            self._owns_serve = True
+        else:
+            self.http_port = int(client.http_config.port)
         return self
 
     def stop(self) -> None:
         import ray
         from ray import serve
 
-        serve.shutdown()  # type: ignore[no-untyped-call]
-        ray.shutdown()
+        if self._owns_serve:
+            serve.shutdown()  # type: ignore[no-untyped-call]
+        else:
+            with self._lock:
+                self._configs.clear()
+                self._apply()
+        if self._owns_ray:
+            ray.shutdown()
 
     def __enter__(self) -> RayServeBackend:
         return self.start()
@@ -81,6 +96,10 @@ class RayServeBackend:
         rewritten = dict(app)
         rewritten["name"] = self.app_name(key, str(app.get("name", "default")))
         rewritten["route_prefix"] = f"/{key}" + ("" if prefix == "/" else prefix)
+        runtime_env = dict(app.get("runtime_env") or {})
+        env_vars = dict(runtime_env.get("env_vars") or {})
+        env_vars.setdefault("PYTHONPATH", self._python_path)
+        rewritten["runtime_env"] = {**runtime_env, "env_vars": env_vars}
         return rewritten
 
     def _apply(self) -> None:
