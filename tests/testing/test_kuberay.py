@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +19,10 @@ from deepseek_operator.testing.kuberay import (
     AppState,
     KubeRayStandIn,
     compute_status,
+    find_kuberay_crds,
     render_services,
 )
+from deepseek_operator.testing.server import ApiServer
 
 NOW = "2026-01-01T00:00:00Z"
 LATER = "2026-01-01T00:05:00Z"
@@ -125,9 +130,51 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 90) -> Any:
     raise AssertionError("timed out")
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """An API server of its own with the stand-in on real Ray Serve: other session fixtures may
+    run stand-ins (with fake backends) on the shared server, and two controllers must not own
+    the same RayServices."""
+
+    kubeconfig: Path
+    standin: KubeRayStandIn
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    pytest.importorskip("ray.serve")
+    from deepseek_operator.testing.serve_backend import RayServeBackend
+
+    crds = find_kuberay_crds()
+    if crds is None:
+        pytest.skip("KubeRay CRDs not found: set KUBERAY_CRDS to shared/kuberay-crds/v1.7.0")
+    with ApiServer() as server:
+        server.install_crds(sorted(crds.glob("*.yaml")))
+        kubeconfig = server.write_kubeconfig(tmp_path_factory.mktemp("kuberay") / "config")
+        with RayServeBackend(num_cpus=2) as backend, KubeRayStandIn(kubeconfig, backend) as standin:
+            yield Cluster(kubeconfig, standin)
+
+
 @pytest.fixture
-def custom(k8s_client: Any) -> Any:
-    return client.CustomObjectsApi(k8s_client)
+def api(cluster: Cluster) -> Iterator[Any]:
+    from kubernetes import config
+
+    api_client = config.new_client_from_config(str(cluster.kubeconfig))
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture
+def ns(api: Any) -> Iterator[str]:
+    name = f"rs-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    yield name
+    client.CoreV1Api(api).delete_namespace(name)
+
+
+@pytest.fixture
+def custom(api: Any) -> Any:
+    return client.CustomObjectsApi(api)
 
 
 def get_status(custom: Any, namespace: str, name: str) -> dict[str, Any]:
@@ -136,9 +183,9 @@ def get_status(custom: Any, namespace: str, name: str) -> dict[str, Any]:
     return status
 
 
-@pytest.mark.usefixtures("kuberay")
-def test_rayservice_runs_serves_updates_and_tears_down(custom: Any, k8s_client: Any, namespace: str) -> None:
-    core = client.CoreV1Api(k8s_client)
+def test_rayservice_runs_serves_updates_and_tears_down(custom: Any, api: Any, ns: str) -> None:
+    namespace = ns
+    core = client.CoreV1Api(api)
     custom.create_namespaced_custom_object(
         "ray.io", "v1", namespace, "rayservices", make_rayservice("echo", serve_config("hello"))
     )
@@ -167,9 +214,8 @@ def test_rayservice_runs_serves_updates_and_tears_down(custom: Any, k8s_client: 
     wait_for(lambda: not core.list_namespaced_service(namespace).items, timeout_s=20)
 
 
-def test_broken_import_path_reports_deploy_failed(
-    kuberay: KubeRayStandIn, custom: Any, namespace: str
-) -> None:
+def test_broken_import_path_reports_deploy_failed(cluster: Cluster, custom: Any, ns: str) -> None:
+    namespace = ns
     custom.create_namespaced_custom_object(
         "ray.io",
         "v1",
@@ -192,4 +238,4 @@ def test_broken_import_path_reports_deploy_failed(
     assert condition(status, "Ready")["status"] == "False"
     assert status["serviceStatus"] == "NotRunning"
     custom.delete_namespaced_custom_object("ray.io", "v1", namespace, "rayservices", "broken")
-    wait_for(lambda: f"{namespace}/broken" not in kuberay.backend.deployed(), timeout_s=20)
+    wait_for(lambda: f"{namespace}/broken" not in cluster.standin.backend.deployed(), timeout_s=20)

@@ -32,7 +32,7 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -266,7 +266,16 @@ class KubeRayStandIn:
         *,
         resync_s: float = 0.5,
         clock: Callable[[], datetime] = system_clock,
+        namespaces: Collection[str] = (),
     ) -> None:
+        """
+        Parameters:
+            kubeconfig: where the API server is (the stand-in is a client like KubeRay).
+            backend: where Serve configs run.
+            resync_s: how often every RayService is reconciled (Serve's progress is polled).
+            namespaces: only these (KubeRay's ``--watch-namespace``); empty means all. Two
+                stand-ins on one API server must not share a namespace, as two KubeRays must not.
+        """
         from kubernetes import client, config
 
         self._api_client: Any = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
@@ -276,6 +285,7 @@ class KubeRayStandIn:
         self._exceptions = client.ApiException
         self.backend = backend
         self._resync_s = resync_s
+        self._namespaces = frozenset(namespaces)
         self._clock = clock
         self._deployed: dict[str, str] = {}  # RayService key -> digest of the deployed serve config
         self._active: set[str] = set()  # RayServices whose applications all ran once
@@ -345,6 +355,8 @@ class KubeRayStandIn:
             raise
         present = set()
         for rayservice in items:
+            if self._namespaces and rayservice["metadata"]["namespace"] not in self._namespaces:
+                continue
             key = f"{rayservice['metadata']['namespace']}/{rayservice['metadata']['name']}"
             present.add(key)
             self.reconcile(key, rayservice)

@@ -9,7 +9,9 @@
 - ``k8s_client`` (function): a ``kubernetes.client.ApiClient`` built from that kubeconfig.
 - ``namespace`` (function): a fresh namespace per test, deleted afterwards.
 - ``kuberay_crds`` (session): KubeRay v1.7.0's CRDs installed (skips when they cannot be found).
-- ``kuberay`` (session): the KubeRay stand-in on a real embedded Ray Serve (slow: ~10 s to start).
+- ``kuberay`` (session): the KubeRay stand-in on a real embedded Ray Serve (slow: ~10 s to start),
+  watching every namespace of ``apiserver``: like two KubeRays in one cluster, it must not run
+  beside another stand-in on the same server unless their ``namespaces`` are disjoint.
 """
 
 from __future__ import annotations
