@@ -52,11 +52,16 @@ async def _up(args: argparse.Namespace) -> None:
     print(f"export KUBECONFIG={kubeconfig}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+
+    def on_signals() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+    on_signals()
     async with contextlib.AsyncExitStack() as stack:
         if args.kuberay:
             stack.enter_context(await asyncio.to_thread(_kuberay, kubeconfig))
+            on_signals()  # Ray installs a SIGTERM handler that exits at once; shut down cleanly instead
             print("KubeRay stand-in: running on a local Ray", flush=True)
         await stop.wait()
     await server.stop_async()
