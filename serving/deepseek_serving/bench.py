@@ -213,7 +213,11 @@ class _LoadPlan:
             stats = summarize_level(
                 concurrency, [ttft for ttft, _ in samples], sum(n for _, n in samples), wall_s
             )
-            log(f"  concurrency {concurrency}: {stats}")
+            log(
+                f"  concurrency {concurrency}: {stats.output_tokens_per_s:.1f} tok/s, TTFT p50 "
+                f"{stats.ttft_p50_ms:.1f} ms, p95 {stats.ttft_p95_ms:.1f} ms "
+                f"(load average {os.getloadavg()[0]:.1f}: other processes share these cores)"
+            )
             levels.append(stats)
         return levels
 
