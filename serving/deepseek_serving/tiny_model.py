@@ -172,13 +172,21 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0) -> Path:
         _write_json(staging / "generation_config.json", GENERATION_CONFIG)
         manifest = {"fingerprint": fingerprint, "files": _hash_files(staging)}
         _write_json(staging / _MANIFEST_NAME, manifest)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
+        _publish(staging, out_dir, fingerprint)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir
+
+
+def _publish(staging: Path, out_dir: Path, fingerprint: str) -> None:
+    """Move a finished build into place; a concurrent builder that got there first wins."""
+    try:
+        staging.rename(out_dir)  # atomic; fails if out_dir exists and is not empty
+    except OSError:
+        if _is_cached_build(out_dir, fingerprint):
+            return  # another process published the same build; never pull it from under a reader
+        shutil.rmtree(out_dir)  # a stale or damaged build
+        staging.rename(out_dir)
 
 
 def _fingerprint(seed: int) -> str:
