@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -127,6 +128,25 @@ async def child_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, 
 @kopf.timer(constants.GROUP, constants.VERSION, constants.PLURAL, interval=SETTINGS.reconcile.resync_seconds)
 async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.queue.add(ObjectCache.key_of(body))
+
+
+def _without_finalizer(timer_id: str) -> None:
+    """Let the resync timer run without kopf's finalizer on every deployment.
+
+    kopf marks every object with a timer by a finalizer, to stop the timer before the object goes;
+    ours only enqueues a key, so there is nothing to stop, and the finalizer would cost one more
+    write per deployment and block deletion while no operator runs. kopf has no option for this:
+    the registered handler is swapped for a copy without the requirement (a test checks that
+    deployments get no finalizer, so a kopf upgrade that changes this is caught).
+    """
+    spawning: Any = kopf.get_default_registry()._spawning
+    spawning._handlers = [
+        dataclasses.replace(handler, requires_finalizer=False) if handler.id == timer_id else handler
+        for handler in spawning._handlers
+    ]
+
+
+_without_finalizer("resync")
 
 
 if SETTINGS.webhook.enabled:

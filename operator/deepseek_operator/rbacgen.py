@@ -14,11 +14,12 @@ Notes on the verbs:
   a GET; the only GET is of the ConfigMap a deployment names as its architecture;
 - it deletes only what carries a version label (a retired version's RayService and expert map);
   the Service and HTTPRoute follow the deployment by owner reference (garbage collection);
-- kopf, cluster-wide: a `@kopf.timer` always puts kopf's finalizer on the deployment (patch); it
-  scans CRDs (list, watch) to notice resources appear, keeps alive in the
-  ClusterKopfPeering (list, watch, patch), and with a managed webhook creates both admission
-  configurations (create cannot be limited to a name; kopf tries it on every start) and patches
-  them by name. kopf's own Events are off (the reconciler posts one per decision).
+- kopf, cluster-wide: its resync timer runs without kopf's finalizer
+  (`handlers._without_finalizer`), so deployments are never patched; kopf scans CRDs (list,
+  watch) to notice resources appear, keeps alive in the ClusterKopfPeering (list, watch, patch),
+  and with a managed webhook creates both admission configurations (create cannot be limited to a
+  name; kopf tries it on every start) and patches them by name. kopf's own Events are off (the
+  reconciler posts one per decision).
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         constants.GROUP,
         constants.PLURAL,
-        ("list", "watch", "patch"),
-        "kopf watches DeepSeekDeployments; its resync timer adds and removes a finalizer",
+        ("list", "watch"),
+        "kopf watches DeepSeekDeployments (the resync timer runs without kopf's finalizer)",
     ),
     Permission(
         constants.GROUP,

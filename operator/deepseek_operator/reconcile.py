@@ -3,7 +3,7 @@
 1. load the resource from the watch cache (deleted ones are garbage-collected by owner refs);
 2. validate it with the model's real config, and plan it;
 3. observe its RayServices as KubeRay reports them;
-4. render the objects it needs, pointing traffic at the version that serves;
+4. render the objects it needs, routing traffic to the version that serves (none until one does);
 5. apply those that changed (server-side apply; unchanged spec-hash means no write);
 6. retire RayServices of older versions once the desired one serves;
 7. compute the whole status and write it once, only if it changed;
@@ -84,7 +84,7 @@ class Reconciler:
             desired = validated.spec.desired_version.name
             observed = self._observe(key)
             serving = _serving_version(observed, desired)
-            rendered = render_deployment(validated, plan, self.render_config, traffic_version=serving)
+            rendered = render_deployment(validated, plan, self.render_config, serving_version=serving)
             applied = await self._apply(key, body, rendered.objects)
             if serving == desired:
                 deleted = await self._retire_old_versions(key, desired)
@@ -106,6 +106,9 @@ class Reconciler:
         patch = status_patch(body.get("status") or {}, status)
         if patch:
             await self.client.patch_status(key[0], key[1], patch)
+            # Write through: a pass that runs before the watch delivers this write must not
+            # compare against the old status and write (and announce) the same change again.
+            self.cache.put_deployment({**body, "status": status.to_dict()})
 
         # Step 8: one Event for the pass's decisions, after the status is stored.
         decision = decide_event(previous, status, applied=applied, deleted=deleted)

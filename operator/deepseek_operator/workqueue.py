@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from deepseek_operator.metrics import QUEUE_DEPTH
+from deepseek_operator.metrics import QUEUE_DEPTH, QUEUE_WAIT_SECONDS
 
 __all__ = ["Key", "WorkQueue"]
 
@@ -42,6 +42,7 @@ class WorkQueue:
         self._again: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._failures: dict[Key, int] = {}
+        self._queued_at: dict[Key, float] = {}
 
     def add(self, key: Key, *, after: float = 0.0) -> None:
         """Schedule a pass of `key` now or `after` seconds (an earlier schedule wins)."""
@@ -59,6 +60,7 @@ class WorkQueue:
             self._again.add(key)
         elif key not in self._waiting:
             self._waiting.add(key)
+            self._queued_at[key] = asyncio.get_running_loop().time()
             self._queue.put_nowait(key)
             QUEUE_DEPTH.set(len(self._waiting))
 
@@ -86,6 +88,7 @@ class WorkQueue:
         while True:
             key = await self._queue.get()
             self._waiting.discard(key)
+            QUEUE_WAIT_SECONDS.observe(asyncio.get_running_loop().time() - self._queued_at.pop(key))
             self._active.add(key)
             QUEUE_DEPTH.set(len(self._waiting))
             try:

@@ -406,6 +406,22 @@ def test_examples_are_valid_for_us_and_for_the_api_server(name: str) -> None:
     assert accepted.unknown_fields == []
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"spec.rollout": {"historyLimit": 20}}, id="rollout-without-steps"),
+        pytest.param({"spec.rollout": {"steps": []}}, id="rollout-with-no-steps"),
+        pytest.param({"spec.autoscaling": {"maxGroups": 2}}, id="autoscaling-defaults"),
+        pytest.param({"spec.parallelism": {"eplb": {}}}, id="empty-eplb"),
+    ],
+)
+def test_sparse_valid_objects_pass_every_cel_rule(changes: dict[str, Any]) -> None:
+    """Rules must hold on what the API server stores: optional fields absent, not defaulted."""
+    document = with_changes(example("deepseek-r1-h100"), changes)
+    assert validate_custom_resource(CRD_SCHEMA, document).errors == []
+    validate_deployment(document, ArchitectureContext())
+
+
 def test_there_are_at_least_25_invalid_resources() -> None:
     assert len(CASES) >= 25
     assert len({case.id for case in CASES}) == len(CASES)

@@ -104,8 +104,14 @@ def _run_deployment_life(api: Any, kubeconfig: Path, directory: Path, audit: Aud
     document = copy.deepcopy(example("tiny-local"))
     spec = document["spec"]
     spec["model"]["architecture"] = {"configMapRef": {"name": "tiny-arch"}}
-    spec["parallelism"] = {"tensorParallelSize": 1, "dataParallelSize": 2, "expertParallelSize": 2}
-    spec["resources"]["gpusPerNode"] = 2
+    # GPU ranks with EPLB, so the expert-map ConfigMap exists (the stand-in fakes serving anyway).
+    spec["parallelism"] = {
+        "tensorParallelSize": 1,
+        "dataParallelSize": 2,
+        "expertParallelSize": 2,
+        "eplb": {"enabled": True, "redundantExperts": 2},
+    }
+    spec["resources"] = {"gpuType": "H100", "gpusPerNode": 2}
     spec["serving"]["httpRoute"] = {"parentRefs": [{"name": "gateway"}]}
 
     certs = make_certs(directory)

@@ -102,6 +102,8 @@ def test_create_serves_and_steady_state_writes_nothing(
             True,
         )
         assert status["observedGeneration"] == created["metadata"]["generation"]
+        # The resync timer must not cost a finalizer write (handlers._without_finalizer).
+        assert not cluster.deployment("tiny")["metadata"].get("finalizers")
         assert [c["type"] for c in status["conditions"]] == ["Ready", "Progressing", "Degraded"]
         assert cluster.condition("tiny", "Ready")["status"] == "True"
         assert status["plan"]["tensorParallelSize"] == 1

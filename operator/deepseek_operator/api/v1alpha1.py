@@ -489,7 +489,7 @@ class RolloutSpec(ApiModel):
 
     cross_field_rules = (
         CrossFieldRule(
-            cel="has(self.analysis) || self.steps.all(s, !has(s.analysis))",
+            cel="has(self.analysis) || !has(self.steps) || self.steps.all(s, !has(s.analysis))",
             message="analysis steps need rollout.analysis (prometheus and metrics)",
             field="steps",
             check=lambda s: (
@@ -499,7 +499,8 @@ class RolloutSpec(ApiModel):
             ),
         ),
         CrossFieldRule(
-            cel="!has(self.analysis) || self.steps.all(s, !has(s.analysis) || !has(s.analysis.metrics) "
+            cel="!has(self.analysis) || !has(self.steps) || self.steps.all(s, !has(s.analysis) "
+            "|| !has(s.analysis.metrics) "
             "|| s.analysis.metrics.all(m, self.analysis.metrics.exists(d, d.name == m)))",
             message="analysis steps may only name metrics defined in rollout.analysis.metrics",
             field="steps",

@@ -20,6 +20,7 @@ from deepseek_operator.render.serving_args import serving_args_for
 from deepseek_operator.validation import ValidatedDeployment
 
 __all__ = [
+    "STEADY_STATE",
     "RenderConfig",
     "RenderedDeployment",
     "labels_for",
@@ -62,27 +63,32 @@ def spec_hash(obj: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
+STEADY_STATE = "<desired>"
+"""`serving_version` of the steady state: the desired version takes the traffic."""
+
+
 def render_deployment(
     deployment: ValidatedDeployment,
     plan: Plan,
     config: RenderConfig | None = None,
     *,
-    traffic_version: str | None = None,
+    serving_version: str | None = STEADY_STATE,
 ) -> RenderedDeployment:
-    """The RayService of the desired version, its expert-map ConfigMap, a stable Service, and the
-    HTTPRoute when `spec.serving.httpRoute` asks for Gateway API exposure.
+    """The RayService of the desired version, its expert-map ConfigMap, and, once a version
+    serves, the stable Service and (with `spec.serving.httpRoute`) the HTTPRoute pointing at it.
 
-    `traffic_version` is the version clients reach (the operator passes the one that serves while
-    a new one starts); the desired version by default, which is the steady state `dsd render` shows.
+    `serving_version` is the version clients reach: the operator passes the one that serves (an
+    older one while a new one starts) or None while none does (nothing to route to yet); the
+    default is the steady state, which `dsd render` prints.
     """
     config = config or RenderConfig()
     version = deployment.spec.desired_version
-    serving = traffic_version or version.name
+    serving = version.name if serving_version == STEADY_STATE else serving_version
+    routing = [_stable_service(deployment, serving), *_http_route(deployment, serving)] if serving else []
     objects = [
         *_expert_map(deployment, plan, version),
         _ray_service(deployment, plan, version, config),
-        _stable_service(deployment, serving),
-        *_http_route(deployment, serving),
+        *routing,
     ]
     for obj in objects:
         obj["metadata"].setdefault("annotations", {})[constants.ANNOTATION_SPEC_HASH] = spec_hash(obj)
@@ -109,8 +115,9 @@ def _ray_service(
 
 
 def _expert_map(deployment: ValidatedDeployment, plan: Plan, version: VersionSpec) -> list[dict[str, Any]]:
-    """The planned EPLB map, too big for `serveConfigV2` args (V3: 58 × 288 slots)."""
-    if plan.expert_placement is None:
+    """The planned EPLB map for EPLB to start from, too big for `serveConfigV2` args (V3: 58 × 288
+    slots); only with EPLB on: without it vLLM's static linear map is what runs."""
+    if plan.expert_placement is None or not deployment.spec.parallelism.eplb.enabled:
         return []
     name = deployment.resource.metadata.name
     return [
