@@ -30,7 +30,7 @@ from deepseek_operator.metrics import RECONCILE_SECONDS, RECONCILES
 from deepseek_operator.reconcile import Reconciler
 from deepseek_operator.render import RenderConfig
 from deepseek_operator.settings import OperatorSettings
-from deepseek_operator.workqueue import Key, WorkQueue
+from deepseek_operator.workqueue import Key, Priority, WorkQueue
 
 SETTINGS = OperatorSettings()
 """Read once at import: kopf's decorators need the resync interval before the operator starts."""
@@ -94,6 +94,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         backoff_max=SETTINGS.reconcile.backoff_max_seconds,
     )
     memo.api_client, memo.client, memo.cache, memo.queue = api_client, client, reconciler.cache, queue
+    memo.reconciler = reconciler
     memo.queue_task = asyncio.create_task(queue.run(), name="deepseek-reconcile-queue")
     if SETTINGS.server.metrics_port:
         start_http_server(SETTINGS.server.metrics_port)
@@ -110,7 +111,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(constants.GROUP, constants.VERSION, constants.PLURAL)
 async def deployment_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if event["type"] == "DELETED":
-        memo.queue.forget(memo.cache.drop_deployment(body))
+        key = memo.cache.drop_deployment(body)
+        memo.queue.forget(key)
+        memo.reconciler.forget(key)
     else:
         memo.queue.add(memo.cache.put_deployment(body))
 
@@ -127,7 +130,7 @@ async def child_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, 
 
 @kopf.timer(constants.GROUP, constants.VERSION, constants.PLURAL, interval=SETTINGS.reconcile.resync_seconds)
 async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo.queue.add(ObjectCache.key_of(body))
+    memo.queue.add(ObjectCache.key_of(body), priority=Priority.RESYNC)
 
 
 def _without_finalizer(timer_id: str) -> None:

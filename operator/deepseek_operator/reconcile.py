@@ -1,9 +1,10 @@
 """Reconcile one DeepSeekDeployment, told top to bottom (STYLE.md rule 5).
 
 1. load the resource from the watch cache (deleted ones are garbage-collected by owner refs);
-2. validate it with the model's real config, and plan it;
-3. observe its RayServices as KubeRay reports them;
+2. observe its RayServices as KubeRay reports them;
+3. validate it with the model's real config, and plan it;
 4. render the objects it needs, routing traffic to the version that serves (none until one does);
+   steps 3-4 are remembered until the spec, the ConfigMaps it names or the serving version move;
 5. apply those that changed (server-side apply; unchanged spec-hash means no write);
 6. retire RayServices of older versions once the desired one serves;
 7. compute the whole status and write it once, only if it changed;
@@ -25,12 +26,12 @@ from pydantic import ValidationError
 
 from deepseek_operator.api import constants
 from deepseek_operator.api.constants import Reason
-from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentStatus
+from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentStatus, PlanSummary
 from deepseek_operator.errors import FieldError, InvalidSpec, PlanInfeasible
 from deepseek_operator.k8s.cache import ObjectCache
 from deepseek_operator.k8s.client import KubeClient
+from deepseek_operator.k8s.references import References, read_references
 from deepseek_operator.metrics import DECISIONS
-from deepseek_operator.modelcfg import ArchitectureContext
 from deepseek_operator.planner.eplb_load import ExpertLoadError, parse_expert_load
 from deepseek_operator.planner.plan import Plan, plan_deployment
 from deepseek_operator.render import RenderConfig, ray_service_name, render_deployment
@@ -59,6 +60,7 @@ class Reconciler:
     render_config: RenderConfig
     now: Callable[[], datetime]
     _event_serial: itertools.count[int] = field(default_factory=itertools.count)
+    _memo: dict[Key, tuple[tuple[object, ...], Desired | Rejected]] = field(default_factory=dict)
 
     async def reconcile(self, key: Key) -> float | None:
         """One pass; returns None (watch events and the periodic resync trigger the next one)."""
@@ -71,29 +73,22 @@ class Reconciler:
         applied: list[str] = []
         deleted: list[str] = []
 
-        # Step 2: validate and plan.
-        try:
-            validated = validate_deployment(body, await self._architecture_context(key, body))
-            plan = await self._plan(key, validated)
-        except PlanInfeasible as infeasible:
-            outcome: Rejected | Serving = Rejected(Reason.PLAN_INFEASIBLE, infeasible.errors)
-        except InvalidSpec as invalid:
-            outcome = Rejected(Reason.VALIDATION_FAILED, invalid.errors)
+        # Steps 2-4: validate, plan, observe, render.
+        observed = self._observe(key)
+        desired = await self._desired(key, body, observed)
+        if isinstance(desired, Rejected):
+            outcome: Rejected | Serving = desired
         else:
-            # Steps 3-6: observe, render, apply, retire.
-            desired = validated.spec.desired_version.name
-            observed = self._observe(key)
-            serving = _serving_version(observed, desired)
-            rendered = render_deployment(validated, plan, self.render_config, serving_version=serving)
-            applied = await self._apply(key, body, rendered.objects)
-            if serving == desired:
-                deleted = await self._retire_old_versions(key, desired)
+            # Steps 5-6: apply, retire.
+            applied = await self._apply(key, body, desired.objects)
+            if desired.serving_version == desired.version:
+                deleted = await self._retire_old_versions(key, desired.version)
             outcome = Serving(
-                plan=plan.summary(),
-                desired_version=desired,
-                groups=plan.groups,
+                plan=desired.plan,
+                desired_version=desired.version,
+                groups=desired.groups,
                 ray_services=self._observe(key),
-                selector=f"{constants.LABEL_DEPLOYMENT}={key[1]},{constants.LABEL_VERSION}={desired}",
+                selector=f"{constants.LABEL_DEPLOYMENT}={key[1]},{constants.LABEL_VERSION}={desired.version}",
             )
 
         # Step 7: status, written once and only when it changed.
@@ -120,34 +115,44 @@ class Reconciler:
             await self.client.post_event(lambda: self._event(body, decision))
         return None
 
-    async def _architecture_context(self, key: Key, body: Mapping[str, Any]) -> ArchitectureContext:
-        """ConfigMaps the spec names, read now (validation itself is synchronous and pure)."""
-        reference = _dig(body, "spec", "model", "architecture", "configMapRef", "name")
-        config_maps: dict[str, Mapping[str, str]] = {}
-        if isinstance(reference, str):
-            data = await self.client.read_config_map(key[0], reference)
-            if data is not None:
-                config_maps[reference] = data
-        return ArchitectureContext(config_maps=config_maps.get)
+    def forget(self, key: Key) -> None:
+        """Drop what was remembered of a deleted deployment."""
+        self._memo.pop(key, None)
 
-    async def _plan(self, key: Key, validated: ValidatedDeployment) -> Plan:
-        reference = validated.spec.parallelism.eplb.load_stats
-        if reference is None:
-            return plan_deployment(validated)
-        path = "spec.parallelism.eplb.loadStats"
-        data = await self.client.read_config_map(key[0], reference.name)
-        if data is None or reference.key not in data:
-            raise InvalidSpec(
-                [FieldError(f"{path}.name", f"ConfigMap {reference.name!r} key {reference.key!r} not found")]
-            )
-        arch = validated.architecture
+    async def _desired(
+        self, key: Key, body: Mapping[str, Any], observed: Mapping[str, ObservedRayService]
+    ) -> Desired | Rejected:
+        """Validate, plan and render, or reuse the last pass's result when nothing it depends on
+        moved: the spec (its generation), the ConfigMaps it names, and which version serves.
+        Most passes are caused by our own writes or the resync; they cost a lookup, not a plan."""
+        references = await read_references(self.client, key[0], body)
+        metadata = body["metadata"]
+        inputs = (metadata.get("uid"), metadata.get("generation"), references.digest)
+        remembered = self._memo.get(key)
+        if remembered is not None and remembered[0] == inputs:
+            result = remembered[1]
+            if isinstance(result, Rejected) or result.serving_version == _serving_version(
+                observed, result.version
+            ):
+                return result
+        result = self._plan_and_render(body, references, observed)
+        self._memo[key] = (inputs, result)
+        return result
+
+    def _plan_and_render(
+        self, body: Mapping[str, Any], references: References, observed: Mapping[str, ObservedRayService]
+    ) -> Desired | Rejected:
         try:
-            load = parse_expert_load(
-                data[reference.key], num_layers=arch.num_moe_layers, num_logical_experts=arch.n_routed_experts
-            )
-        except ExpertLoadError as error:
-            raise InvalidSpec([FieldError(path, f"ConfigMap {reference.name!r}: {error}")]) from None
-        return plan_deployment(validated, expert_load=load, load_source=f"ConfigMap {reference.name}")
+            validated = validate_deployment(body, references.architecture_context())
+            plan = _plan(validated, references)
+        except PlanInfeasible as infeasible:
+            return Rejected(Reason.PLAN_INFEASIBLE, infeasible.errors)
+        except InvalidSpec as invalid:
+            return Rejected(Reason.VALIDATION_FAILED, invalid.errors)
+        version = validated.spec.desired_version.name
+        serving = _serving_version(observed, version)
+        rendered = render_deployment(validated, plan, self.render_config, serving_version=serving)
+        return Desired(version, serving, plan.summary(), plan.groups, rendered.objects)
 
     def _observe(self, key: Key) -> dict[str, ObservedRayService]:
         observed = (observe_ray_service(body) for body in self.cache.children(key, "RayService"))
@@ -216,6 +221,37 @@ class Reconciler:
         }
 
 
+@dataclass(frozen=True)
+class Desired:
+    """What the spec asks for, rendered for the version that serves now."""
+
+    version: str
+    serving_version: str | None
+    plan: PlanSummary
+    groups: int
+    objects: tuple[dict[str, Any], ...]
+
+
+def _plan(validated: ValidatedDeployment, references: References) -> Plan:
+    """Plan, from the expert-load statistics the spec names (uniform without)."""
+    reference = validated.spec.parallelism.eplb.load_stats
+    if reference is None:
+        return plan_deployment(validated)
+    path = "spec.parallelism.eplb.loadStats"
+    data = references.config_maps.get(reference.name)
+    if data is None or reference.key not in data:
+        message = f"ConfigMap {reference.name!r} key {reference.key!r} not found"
+        raise InvalidSpec([FieldError(f"{path}.name", message)])
+    arch = validated.architecture
+    try:
+        load = parse_expert_load(
+            data[reference.key], num_layers=arch.num_moe_layers, num_logical_experts=arch.n_routed_experts
+        )
+    except ExpertLoadError as error:
+        raise InvalidSpec([FieldError(path, f"ConfigMap {reference.name!r}: {error}")]) from None
+    return plan_deployment(validated, expert_load=load, load_source=f"ConfigMap {reference.name}")
+
+
 def _serving_version(observed: Mapping[str, ObservedRayService], desired: str) -> str | None:
     """The version that takes traffic: the desired one once ready, else any ready older one."""
     if desired in observed and observed[desired].ready:
@@ -242,12 +278,3 @@ def _stored_status(body: Mapping[str, Any]) -> DeepSeekDeploymentStatus:
 def _annotation(body: Mapping[str, Any], name: str) -> str | None:
     value = (body.get("metadata", {}).get("annotations") or {}).get(name)
     return str(value) if value is not None else None
-
-
-def _dig(body: Mapping[str, Any], *path: str) -> object:
-    node: object = body
-    for part in path:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node

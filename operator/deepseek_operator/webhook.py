@@ -21,15 +21,14 @@ resolves no cluster DNS names in webhook URLs.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import kopf
 from kubernetes.aio.client.exceptions import ApiException
 
 from deepseek_operator.errors import FieldError, InvalidSpec
-from deepseek_operator.k8s.client import KubeClient
-from deepseek_operator.modelcfg import ArchitectureContext
+from deepseek_operator.k8s.references import read_references
 from deepseek_operator.settings import WebhookSettings
 from deepseek_operator.validation import validate_deployment
 
@@ -45,20 +44,6 @@ DENIED_CODE = 422
 def admission_message(errors: tuple[FieldError, ...]) -> str:
     """Every error as `path: message`, one per line (what `dsd validate` prints after the file)."""
     return "\n".join(str(error) for error in errors)
-
-
-async def architecture_context(
-    client: KubeClient, namespace: str, body: Mapping[str, Any]
-) -> ArchitectureContext:
-    """The ConfigMap the architecture names, read now (validation itself is pure and synchronous)."""
-    ref = ((body.get("spec") or {}).get("model") or {}).get("architecture") or {}
-    name = (ref.get("configMapRef") or {}).get("name") if isinstance(ref, Mapping) else None
-    config_maps: dict[str, Mapping[str, str]] = {}
-    if isinstance(name, str) and name:
-        data = await client.read_config_map(namespace, name)
-        if data is not None:
-            config_maps[name] = data
-    return ArchitectureContext(config_maps=config_maps.get)
 
 
 async def validate(
@@ -83,10 +68,10 @@ async def validate(
     namespace = body.metadata.get("namespace") or "default"
     document = copy.deepcopy(dict(body))
     try:
-        context = await architecture_context(memo.client, namespace, document)
+        context = (await read_references(memo.client, namespace, document)).architecture_context()
     except ApiException as error:
         raise kopf.AdmissionError(
-            f"spec.model.architecture.configMapRef.name: cannot read the ConfigMap: {error.reason}",
+            f"cannot read a ConfigMap the spec names: {error.reason}",
             code=503,
         ) from None
     try:

@@ -5,22 +5,36 @@ many arrive while it waits, it is reconciled once, and never by two workers at o
 it is being reconciled schedules one more pass after). A failed pass is retried after a delay
 that doubles per consecutive failure; a pass may ask to be requeued after a delay (waiting on
 KubeRay) without counting as a failure.
+
+Two priorities: a change someone made (a watch event) goes before the periodic resync, so a
+thousand resyncing deployments never delay the one a user just edited.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
+from enum import IntEnum
 
 from deepseek_operator.metrics import QUEUE_DEPTH, QUEUE_WAIT_SECONDS
 
-__all__ = ["Key", "WorkQueue"]
+__all__ = ["Key", "Priority", "WorkQueue"]
 
 Key = tuple[str, str]
 """(namespace, name) of a DeepSeekDeployment."""
 
 logger = logging.getLogger(__name__)
+
+
+class Priority(IntEnum):
+    """Lower goes first."""
+
+    CHANGE = 0
+    """Something changed: a watch event, a retry, a requested requeue."""
+    RESYNC = 1
+    """The periodic pass that checks nothing drifted."""
 
 
 class WorkQueue:
@@ -36,15 +50,16 @@ class WorkQueue:
         self._handler = handler
         self._workers = workers
         self._backoff_initial, self._backoff_max = backoff_initial, backoff_max
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._waiting: set[Key] = set()
+        self._queue: asyncio.PriorityQueue[tuple[Priority, int, Key]] = asyncio.PriorityQueue()
+        self._order = itertools.count()
+        self._waiting: dict[Key, Priority] = {}
         self._active: set[Key] = set()
         self._again: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._failures: dict[Key, int] = {}
         self._queued_at: dict[Key, float] = {}
 
-    def add(self, key: Key, *, after: float = 0.0) -> None:
+    def add(self, key: Key, *, after: float = 0.0, priority: Priority = Priority.CHANGE) -> None:
         """Schedule a pass of `key` now or `after` seconds (an earlier schedule wins)."""
         if after > 0:
             loop = asyncio.get_running_loop()
@@ -58,11 +73,15 @@ class WorkQueue:
             return
         if key in self._active:
             self._again.add(key)
-        elif key not in self._waiting:
-            self._waiting.add(key)
-            self._queued_at[key] = asyncio.get_running_loop().time()
-            self._queue.put_nowait(key)
-            QUEUE_DEPTH.set(len(self._waiting))
+            return
+        waiting = self._waiting.get(key)
+        if waiting is not None and waiting <= priority:
+            return
+        # New, or raised from resync to change: the older, lower entry is skipped when popped.
+        self._waiting[key] = priority
+        self._queued_at.setdefault(key, asyncio.get_running_loop().time())
+        self._queue.put_nowait((priority, next(self._order), key))
+        QUEUE_DEPTH.set(len(self._waiting))
 
     @property
     def depth(self) -> int:
@@ -84,13 +103,20 @@ class WorkQueue:
         """Process keys until cancelled."""
         await asyncio.gather(*(self._work() for _ in range(self._workers)))
 
+    async def _next(self) -> Key:
+        while True:
+            priority, _, key = await self._queue.get()
+            self._queue.task_done()
+            if self._waiting.get(key) == priority:
+                del self._waiting[key]
+                QUEUE_DEPTH.set(len(self._waiting))
+                QUEUE_WAIT_SECONDS.observe(asyncio.get_running_loop().time() - self._queued_at.pop(key))
+                return key
+
     async def _work(self) -> None:
         while True:
-            key = await self._queue.get()
-            self._waiting.discard(key)
-            QUEUE_WAIT_SECONDS.observe(asyncio.get_running_loop().time() - self._queued_at.pop(key))
+            key = await self._next()
             self._active.add(key)
-            QUEUE_DEPTH.set(len(self._waiting))
             try:
                 requeue = await self._handler(key)
             except asyncio.CancelledError:
@@ -107,7 +133,6 @@ class WorkQueue:
                 self._failures.pop(key, None)
             finally:
                 self._active.discard(key)
-                self._queue.task_done()
             if key in self._again:
                 self._again.discard(key)
                 self.add(key)
