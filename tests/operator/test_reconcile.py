@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 from kopf.testing import KopfRunner
 from kubernetes import client
 
@@ -173,6 +174,36 @@ def test_new_version_starts_beside_the_old_and_replaces_it(
         assert status["observedGeneration"] == cluster.deployment("tiny")["metadata"]["generation"]
         service = cluster.core.read_namespaced_service("tiny", cluster.namespace)
         assert service.spec.selector["deepseek.serving.dev/version"] == "v2"
+
+
+def test_engine_args_and_groups_change_the_running_version_in_place(
+    operator: Callable[[], KopfRunner], cluster: Cluster, instant_serve: InstantServe
+) -> None:
+    document = _tiny(cluster.namespace)
+    with operator():
+        cluster.create(document)
+        eventually(lambda: _serving(cluster, "tiny", "v1"))
+        version = {**document["spec"]["versions"][0], "engineArgs": {"max_num_seqs": 4}}
+        cluster.patch_spec("tiny", {"versions": [version], "groups": 2})
+
+        def updated() -> dict[str, Any]:
+            ray_service = cluster.ray_services()["tiny-v1"]
+            args = yaml.safe_load(ray_service["spec"]["serveConfigV2"])["applications"][0]["args"]
+            assert (args["engineArgs"]["max_num_seqs"], args["groups"]) == (4, 2), args
+            return ray_service
+
+        ray_service = eventually(updated)
+        workers = ray_service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+        assert workers["replicas"] == 2
+        deployment = cluster.deployment("tiny")
+        eventually(
+            lambda: (
+                cluster.deployment("tiny")["status"]["observedGeneration"]
+                == deployment["metadata"]["generation"]
+            )
+        )
+        assert cluster.deployment("tiny")["status"]["desiredGroups"] == 2
+        assert set(cluster.ray_services()) == {"tiny-v1"}
 
 
 def test_invalid_change_is_rejected_without_touching_what_serves(

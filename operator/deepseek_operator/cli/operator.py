@@ -18,13 +18,16 @@ def run_operator(
     liveness: Annotated[str, typer.Option(help="kopf liveness endpoint.")] = "http://0.0.0.0:8080/healthz",
     standalone: Annotated[bool, typer.Option(help="Skip peering with other replicas.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: Annotated[
+        str, typer.Option(help="plain, full, or json (one object per line, for log pipelines).")
+    ] = "plain",
 ) -> None:
     """Reconcile DeepSeekDeployments into KubeRay RayServices until interrupted."""
     import kopf
 
     import deepseek_operator.handlers  # noqa: F401 - registers the handlers with kopf
 
-    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
     asyncio.run(
         kopf.operator(
             clusterwide=not namespace,
