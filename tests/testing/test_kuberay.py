@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -130,6 +131,15 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 90) -> Any:
     raise AssertionError("timed out")
 
 
+def fetch(url: str) -> bytes | None:
+    """The body at `url`, or None while it cannot be fetched (no route yet, 404)."""
+    try:
+        body: bytes = urllib.request.urlopen(url, timeout=10).read()
+    except urllib.error.URLError:
+        return None
+    return body
+
+
 @dataclass(frozen=True)
 class Cluster:
     """An API server of its own with the stand-in on real Ray Serve: other session fixtures may
@@ -200,14 +210,15 @@ def test_rayservice_runs_serves_updates_and_tears_down(custom: Any, api: Any, ns
     serve_svc = core.read_namespaced_service("echo-serve-svc", namespace)
     core.read_namespaced_service("echo-head-svc", namespace)
     url = serve_svc.metadata.annotations[URL_ANNOTATION]
-    assert urllib.request.urlopen(url, timeout=10).read() == b"hello"
+    # Serve's proxies learn a new route a moment after the application reports RUNNING.
+    wait_for(lambda: fetch(url) == b"hello")
 
     # serveConfigV2 change: updated in place, generation observed.
     custom.patch_namespaced_custom_object(
         "ray.io", "v1", namespace, "rayservices", "echo", {"spec": {"serveConfigV2": serve_config("changed")}}
     )
     wait_for(lambda: get_status(custom, namespace, "echo").get("observedGeneration") == 2)
-    wait_for(lambda: urllib.request.urlopen(url, timeout=10).read() == b"changed")
+    wait_for(lambda: fetch(url) == b"changed")
 
     # Deletion: the Services go by garbage collection, the application is torn down.
     custom.delete_namespaced_custom_object("ray.io", "v1", namespace, "rayservices", "echo")
