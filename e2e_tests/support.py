@@ -62,6 +62,11 @@ class Cluster:
         )
         return found
 
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec}
+        )
+
     def delete_deployment(self, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
 
@@ -72,9 +77,12 @@ class Cluster:
             raise LookupError(f"{name} has no {kind} condition yet")
         return found
 
-    def ray_service_names(self) -> set[str]:
+    def ray_services(self) -> dict[str, dict[str, Any]]:
         listed = self.custom.list_namespaced_custom_object("ray.io", "v1", self.namespace, "rayservices")
-        return {item["metadata"]["name"] for item in listed["items"]}
+        return {item["metadata"]["name"]: item for item in listed["items"]}
+
+    def ray_service_names(self) -> set[str]:
+        return set(self.ray_services())
 
     def events(self, name: str) -> list[Any]:
         return [

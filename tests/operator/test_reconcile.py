@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 import yaml
 from kopf.testing import KopfRunner
-from kubernetes import client
 
-from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.modelcfg import ArchitectureContext
 from deepseek_operator.planner.plan import plan_deployment
 from deepseek_operator.render import render_deployment
 from deepseek_operator.validation import validate_deployment
+from e2e_tests.support import Cluster
 from tests.api.resources import EXAMPLES, example
 from tests.operator.conftest import InstantServe, eventually
 
@@ -37,45 +36,6 @@ def _tiny(namespace: str) -> dict[str, Any]:
     return document
 
 
-class Cluster:
-    """What a test does and reads through the real kubernetes client."""
-
-    def __init__(self, api_client: Any, namespace: str) -> None:
-        self.custom: Any = client.CustomObjectsApi(api_client)
-        self.core: Any = client.CoreV1Api(api_client)
-        self.namespace = namespace
-
-    def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, body
-        )
-        return created
-
-    def deployment(self, name: str) -> dict[str, Any]:
-        found: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name
-        )
-        return found
-
-    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec}
-        )
-
-    def ray_services(self) -> dict[str, dict[str, Any]]:
-        listed = self.custom.list_namespaced_custom_object("ray.io", "v1", self.namespace, "rayservices")
-        return {item["metadata"]["name"]: item for item in listed["items"]}
-
-    def events(self, name: str) -> list[Any]:
-        return [
-            e for e in self.core.list_namespaced_event(self.namespace).items if e.involved_object.name == name
-        ]
-
-    def condition(self, name: str, kind: str) -> dict[str, Any]:
-        conditions = self.deployment(name).get("status", {}).get("conditions", [])
-        return next(condition for condition in conditions if condition["type"] == kind)
-
-
 @pytest.fixture
 def cluster(k8s_client: Any, namespace: str) -> Cluster:
     return Cluster(k8s_client, namespace)
@@ -92,7 +52,7 @@ def test_create_serves_and_steady_state_writes_nothing(
     operator: Callable[[], KopfRunner], cluster: Cluster, instant_serve: InstantServe
 ) -> None:
     with operator() as runner:
-        created = cluster.create(_tiny(cluster.namespace))
+        created = cluster.create_deployment(_tiny(cluster.namespace))
         status = eventually(lambda: _serving(cluster, "tiny", "v1"))
 
         ray_service = cluster.ray_services()["tiny-v1"]
@@ -132,7 +92,7 @@ def test_operator_applies_exactly_what_dsd_render_prints(
 ) -> None:
     document = _tiny(cluster.namespace)
     with operator():
-        cluster.create(document)
+        cluster.create_deployment(document)
         eventually(lambda: _serving(cluster, "tiny", "v1"))
         applied = cluster.ray_services()["tiny-v1"]
     validated = validate_deployment(document, ArchitectureContext(base_dir=EXAMPLES))
@@ -149,7 +109,7 @@ def test_new_version_starts_beside_the_old_and_replaces_it(
 ) -> None:
     document = _tiny(cluster.namespace)
     with operator():
-        cluster.create(document)
+        cluster.create_deployment(document)
         eventually(lambda: _serving(cluster, "tiny", "v1"))
         failing_v2 = f"{cluster.namespace}/tiny-v2"
         instant_serve.failing.add(failing_v2)
@@ -181,7 +141,7 @@ def test_engine_args_and_groups_change_the_running_version_in_place(
 ) -> None:
     document = _tiny(cluster.namespace)
     with operator():
-        cluster.create(document)
+        cluster.create_deployment(document)
         eventually(lambda: _serving(cluster, "tiny", "v1"))
         version = {**document["spec"]["versions"][0], "engineArgs": {"max_num_seqs": 4}}
         cluster.patch_spec("tiny", {"versions": [version], "groups": 2})
@@ -210,7 +170,7 @@ def test_invalid_change_is_rejected_without_touching_what_serves(
     operator: Callable[[], KopfRunner], cluster: Cluster, instant_serve: InstantServe
 ) -> None:
     with operator():
-        cluster.create(_tiny(cluster.namespace))
+        cluster.create_deployment(_tiny(cluster.namespace))
         eventually(lambda: _serving(cluster, "tiny", "v1"))
         served = cluster.ray_services()["tiny-v1"]["metadata"]["resourceVersion"]
         cluster.patch_spec("tiny", {"model": {"maxModelLen": 10**6}})
@@ -232,13 +192,13 @@ def test_restart_converges_and_delete_cleans_up(
 ) -> None:
     document = _tiny(cluster.namespace)
     with operator():
-        cluster.create(document)
+        cluster.create_deployment(document)
         eventually(lambda: _serving(cluster, "tiny", "v1"))
     # While no operator runs, the spec moves on; a new operator picks it up from the watch listing.
     cluster.patch_spec("tiny", {"versions": [*document["spec"]["versions"], {"name": "v2"}]})
     with operator():
         eventually(lambda: _serving(cluster, "tiny", "v2"))
-        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.namespace, PLURAL, "tiny")
+        cluster.delete_deployment("tiny")
         eventually(lambda: cluster.ray_services() == {})
         eventually(
             lambda: all(
