@@ -40,6 +40,9 @@ def test_tiny_model_is_served_through_the_operator(cluster: Cluster, environment
         assert completion["choices"][0]["text"]
         assert 0 < completion["usage"]["completion_tokens"] <= 8
 
-    assert {"Ready"} <= {event.reason for event in cluster.events("tiny")}
+    # The Event follows the status write that announced Ready.
+    eventually(
+        lambda: "Ready" in {event.reason for event in cluster.events("tiny")}, timeout=30, what="Ready Event"
+    )
     cluster.delete_deployment("tiny")
     eventually(lambda: cluster.ray_service_names() == set(), timeout=120, what="RayServices deleted")
