@@ -61,3 +61,40 @@ def test_foreign_conditions_are_kept_after_owned_ones() -> None:
         [foreign], ConditionType.DEGRADED, ConditionStatus.FALSE, Reason.AS_EXPECTED, "", generation=1, now=T0
     )
     assert [c.type for c in conditions] == ["Degraded", "example.com/Audited"]
+
+
+def test_one_event_per_pass_named_after_its_most_important_decision() -> None:
+    from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentStatus
+    from deepseek_operator.status.events import decide_event
+
+    waiting = DeepSeekDeploymentStatus(
+        conditions=set_condition(
+            [],
+            ConditionType.READY,
+            ConditionStatus.FALSE,
+            Reason.WAITING_FOR_RAY_SERVICE,
+            "",
+            generation=1,
+            now=T0,
+        )
+    )
+    ready = DeepSeekDeploymentStatus(
+        current_version="v1",
+        conditions=set_condition(
+            waiting.conditions,
+            ConditionType.READY,
+            ConditionStatus.TRUE,
+            Reason.SERVING,
+            "",
+            generation=1,
+            now=T1,
+        ),
+    )
+    decision = decide_event(waiting, ready, applied=["Service/tiny"], deleted=[])
+    assert decision is not None
+    assert (decision.type, decision.reason, decision.message) == (
+        "Normal",
+        "Ready",
+        "v1 is serving; applied Service/tiny",
+    )
+    assert decide_event(ready, ready, applied=[], deleted=[]) is None

@@ -34,7 +34,8 @@ def decide_event(
     applied: Sequence[str],
     deleted: Sequence[str],
 ) -> Decision | None:
-    """The pass's Event, or None when it decided nothing new. Earlier entries outrank later ones."""
+    """The pass's Event, or None when it decided nothing new. Earlier entries outrank later ones:
+    a user-actionable problem, then readiness, then planning, applying and deleting objects."""
     decisions: list[tuple[str, EventReason, str]] = []
     degraded = find_condition(current.conditions, ConditionType.DEGRADED)
     was_degraded = find_condition(previous.conditions, ConditionType.DEGRADED)
@@ -49,6 +50,10 @@ def decide_event(
             else EventReason.DEGRADED
         )
         decisions.append(("Warning", reason, degraded.message))
+    if is_true(current.conditions, ConditionType.READY) and not is_true(
+        previous.conditions, ConditionType.READY
+    ):
+        decisions.append(("Normal", EventReason.READY, f"{current.current_version} is serving"))
     if current.plan is not None and current.plan != previous.plan:
         plan = current.plan
         decisions.append(
@@ -63,10 +68,6 @@ def decide_event(
         decisions.append(("Normal", EventReason.APPLIED, f"applied {', '.join(applied)}"))
     if deleted:
         decisions.append(("Normal", EventReason.DELETED, f"deleted {', '.join(deleted)}"))
-    if is_true(current.conditions, ConditionType.READY) and not is_true(
-        previous.conditions, ConditionType.READY
-    ):
-        decisions.append(("Normal", EventReason.READY, f"{current.current_version} is serving"))
     if not decisions:
         return None
     kind = "Warning" if any(event_type == "Warning" for event_type, _, _ in decisions) else "Normal"
