@@ -114,7 +114,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def serve_locally(
-    args: ServingArgs, *, host: str = "127.0.0.1", port: int = 8000, app_name: str | None = None
+    args: ServingArgs,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    app_name: str | None = None,
+    log_to_driver: bool = True,
 ) -> LocalServing:
     """Start an embedded Ray, deploy ``build_app(args)`` and return once it serves.
 
@@ -122,6 +127,7 @@ def serve_locally(
         args: the serving contract (the same object the operator renders into serveConfigV2).
         host, port: where HAProxy listens.
         app_name: Ray Serve application name (default: ``<deploymentName>-<versionName>``).
+        log_to_driver: stream Ray workers' logs (engines, replicas) to this process's stderr.
 
     Returns:
         A ``LocalServing`` handle; ``with serve_locally(args) as served: served.block()`` serves
@@ -144,6 +150,7 @@ def serve_locally(
         num_cpus=local_ray_cpus(args, os.cpu_count() or 1),
         include_dashboard=False,
         namespace="deepseek-serving",
+        log_to_driver=log_to_driver,
     )
     try:
         serve.start(http_options={"host": host, "port": port})

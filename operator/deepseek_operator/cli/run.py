@@ -8,6 +8,7 @@ light install keeps every other command.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 from pathlib import Path
@@ -43,6 +44,9 @@ def run(
     host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the OpenAI endpoint.")] = 8000,
     refresh: Annotated[float, typer.Option(help="Seconds between live status updates.")] = 2.0,
+    ray_logs: Annotated[
+        bool, typer.Option(help="Stream Ray's and vLLM's logs here (off: only the plan and live status).")
+    ] = False,
 ) -> None:
     """Serve a DeepSeekDeployment locally (Ctrl-C stops it, letting in-flight requests finish)."""
     manifests = load_manifests([file])
@@ -73,9 +77,12 @@ def run(
 
     from deepseek_serving.local import serve_locally
 
+    # Ray configures the root logger; the live view's own polling is not news.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
     started = time.monotonic()
     with err_console.status("starting Ray and loading the model (about 30 s on a laptop CPU)…"):
-        served = serve_locally(args, host=host, port=port)
+        served = serve_locally(args, host=host, port=port, log_to_driver=ray_logs)
     request = json.dumps(
         {"model": args.served_model_name, "messages": [{"role": "user", "content": "Hello"}]}
     )
