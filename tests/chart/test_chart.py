@@ -29,32 +29,14 @@ from deepseek_operator import metrics
 from deepseek_operator.crdgen import CRD_FILENAME, PEERING_CRD_FILENAME
 from deepseek_operator.rbacgen import render_cluster_role
 from deepseek_operator.testing.server import ApiServer
+from tests.crd_stubs import preserve_unknown_crd
 
 helm = pytest.importorskip("helm_sdkpy", reason="install helm-sdkpy (see pyproject's testing extra notes)")
 
 ROOT = Path(__file__).parents[2]
 CHART = ROOT / "charts" / "deepseek-operator"
 CI_VALUES = yaml.safe_load((CHART / "ci" / "ci-values.yaml").read_text())
-SERVICE_MONITOR_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {
-        "group": "monitoring.coreos.com",
-        "scope": "Namespaced",
-        "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                },
-            }
-        ],
-    },
-}
+SERVICE_MONITOR_CRD = preserve_unknown_crd("monitoring.coreos.com", "ServiceMonitor", "servicemonitors")
 
 
 @pytest.fixture(scope="module")

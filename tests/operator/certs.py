@@ -59,3 +59,17 @@ def make_certs(directory: Path, *, ip: str = "127.0.0.1", days: int = 1) -> Cert
         )
     )
     return files
+
+
+def webhook_env(certs: CertFiles, configuration: str, port: int) -> dict[str, str]:
+    """`DSD_*` variables for an operator serving the webhook on 127.0.0.1:`port` with `certs`."""
+    return {
+        "DSD_WEBHOOK__ENABLED": "true",
+        "DSD_WEBHOOK__ADDR": "127.0.0.1",
+        "DSD_WEBHOOK__HOST": "127.0.0.1",
+        "DSD_WEBHOOK__PORT": str(port),
+        "DSD_WEBHOOK__CERT_FILE": str(certs.cert),
+        "DSD_WEBHOOK__KEY_FILE": str(certs.key),
+        "DSD_WEBHOOK__CA_FILE": str(certs.ca),
+        "DSD_WEBHOOK__MANAGED_CONFIGURATION": configuration,
+    }

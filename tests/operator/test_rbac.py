@@ -27,31 +27,13 @@ from deepseek_operator.rbacgen import PERMISSIONS, allows, rbac_yaml, render_clu
 from deepseek_operator.testing.kuberay import KubeRayStandIn, find_kuberay_crds
 from deepseek_operator.testing.server import ApiServer
 from tests.api.resources import example
+from tests.crd_stubs import preserve_unknown_crd
 from tests.operator.audit import Attributes, AuditLog, request_attributes
-from tests.operator.certs import make_certs
+from tests.operator.certs import make_certs, webhook_env
 from tests.operator.conftest import ROOT, InstantServe, eventually
 from tests.operator.process import OperatorProcess, free_port
 
-HTTPROUTE_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "httproutes.gateway.networking.k8s.io"},
-    "spec": {
-        "group": "gateway.networking.k8s.io",
-        "scope": "Namespaced",
-        "names": {"kind": "HTTPRoute", "plural": "httproutes", "singular": "httproute"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                },
-            }
-        ],
-    },
-}
+HTTPROUTE_CRD = preserve_unknown_crd("gateway.networking.k8s.io", "HTTPRoute", "httproutes")
 
 
 class Run:
@@ -119,14 +101,7 @@ def _run_deployment_life(api: Any, kubeconfig: Path, directory: Path, audit: Aud
     env = {
         "DSD_PEERING__NAME": peering,
         "DSD_PEERING__MANDATORY": "true",
-        "DSD_WEBHOOK__ENABLED": "true",
-        "DSD_WEBHOOK__ADDR": "127.0.0.1",
-        "DSD_WEBHOOK__HOST": "127.0.0.1",
-        "DSD_WEBHOOK__PORT": str(free_port()),
-        "DSD_WEBHOOK__CERT_FILE": str(certs.cert),
-        "DSD_WEBHOOK__KEY_FILE": str(certs.key),
-        "DSD_WEBHOOK__CA_FILE": str(certs.ca),
-        "DSD_WEBHOOK__MANAGED_CONFIGURATION": configuration,
+        **webhook_env(certs, configuration, free_port()),
     }
     operator = OperatorProcess(kubeconfig, directory / "operator.log", env=env)
     with operator:

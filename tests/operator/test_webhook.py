@@ -32,7 +32,7 @@ from deepseek_operator.modelcfg.catalog import catalog_config
 from deepseek_operator.settings import WebhookSettings
 from deepseek_operator.webhook import ServiceWebhookServer, configure
 from tests.api.resources import example
-from tests.operator.certs import make_certs
+from tests.operator.certs import make_certs, webhook_env
 from tests.operator.conftest import eventually
 from tests.operator.process import OperatorProcess, free_port
 
@@ -94,14 +94,7 @@ def webhook(
     certs = make_certs(directory)
     configuration = f"test-{uuid.uuid4().hex[:8]}.{GROUP}"
     env = {
-        "DSD_WEBHOOK__ENABLED": "true",
-        "DSD_WEBHOOK__ADDR": "127.0.0.1",
-        "DSD_WEBHOOK__HOST": "127.0.0.1",
-        "DSD_WEBHOOK__PORT": str(free_port()),
-        "DSD_WEBHOOK__CERT_FILE": str(certs.cert),
-        "DSD_WEBHOOK__KEY_FILE": str(certs.key),
-        "DSD_WEBHOOK__CA_FILE": str(certs.ca),
-        "DSD_WEBHOOK__MANAGED_CONFIGURATION": configuration,
+        **webhook_env(certs, configuration, free_port()),
     }
     try:
         with OperatorProcess(kubeconfig, directory / "operator.log", env=env, standalone=True) as operator:
