@@ -89,7 +89,7 @@ def run(
     with served:
         console.print(
             f"[green]serving[/green] {args.served_model_name} at [bold]{served.base_url}/v1[/bold] "
-            f"(ready in {time.monotonic() - started:.0f} s); try:\n"
+            f"(ready in {time.monotonic() - started:.0f} s); metrics at {served.metrics_url}; try:\n"
             f"  curl {served.base_url}/v1/chat/completions -H 'Content-Type: application/json' -d '{request}'"
         )
         previous = signal.signal(signal.SIGTERM, _interrupt)

@@ -1,0 +1,104 @@
+"""The local view end to end: `dsd run` serves a deployment of two groups on an embedded Ray.
+
+The real command in its own process, the real `openai` client, Ctrl-C to stop: what a person does
+on a laptop. Two groups of one rank each are two gangs; both must take requests.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from e2e_tests.support import eventually
+from tests.api.resources import example
+
+pytest.importorskip("vllm", reason="dsd run serves with vLLM (extra: cpu)")
+
+
+def test_dsd_run_serves_two_groups_until_interrupted(tmp_path: Path) -> None:
+    from deepseek_serving.local import free_port
+    from deepseek_serving.tiny_model import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "deepseek-tiny")
+    document = example("tiny-local")
+    document["spec"]["model"]["source"] = f"file://{model}"
+    document["spec"]["groups"] = 2
+    manifest = tmp_path / "tiny.yaml"
+    manifest.write_text(yaml.safe_dump(document))
+    port = free_port()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "deepseek_operator", "run", str(manifest), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(run.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        eventually(
+            lambda: httpx.get(f"{base}/models", timeout=5).status_code == 200, timeout=600, what="dsd run"
+        )
+        from openai import OpenAI
+
+        client = OpenAI(base_url=base, api_key="unused", timeout=120)
+        chat = client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=8
+        )
+        assert chat.choices[0].message.content
+        assert chat.usage is not None
+        assert 0 < chat.usage.completion_tokens <= 8
+        streamed = "".join(
+            chunk.choices[0].text
+            for chunk in client.completions.create(
+                model="tiny", prompt="def f(x):", max_tokens=8, stream=True
+            )
+            if chunk.choices
+        )
+        assert streamed
+
+        # Both groups serve: requests spread over two engine replicas (vLLM's own counters show it).
+        threads = [
+            threading.Thread(
+                target=client.completions.create, kwargs={"model": "tiny", "prompt": "x", "max_tokens": 4}
+            )
+            for _ in range(16)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        metrics_url = re.search(r"metrics at (\S+);", "".join(output))
+        assert metrics_url, "".join(output)
+
+        def replicas_with_requests() -> set[str]:
+            served: set[str] = set()
+            for family in text_string_to_metric_families(httpx.get(metrics_url.group(1), timeout=5).text):
+                for sample in family.samples:
+                    if "vllm" in sample.name and "request_success" in sample.name and sample.value > 0:
+                        served.add(sample.labels.get("ReplicaId", ""))
+            return served
+
+        assert (
+            len(
+                eventually(
+                    lambda: len(replicas_with_requests()) >= 2 and replicas_with_requests(), timeout=60
+                )
+            )
+            == 2
+        )
+    finally:
+        run.send_signal(signal.SIGINT)
+        code = run.wait(timeout=120)
+    assert code == 0, "".join(output)
+    assert "stopping: in-flight requests finish first" in "".join(output)
