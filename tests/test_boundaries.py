@@ -29,16 +29,17 @@ def _top(names: set[str]) -> set[str]:
     return {name.split(".")[0] for name in names}
 
 
+# The EPLB benchmark imports vLLM's reference inside one function, by design: not a pure module.
 PURE_MODULES = sorted(
-    [*OPERATOR.glob("planner/*.py"), *OPERATOR.glob("api/*.py"), *OPERATOR.glob("modelcfg/*.py")]
-    + [OPERATOR / name for name in ("validation.py", "crdgen.py", "errors.py", "quantity.py", "hardware.py")],
+    path
+    for path in [*OPERATOR.glob("planner/*.py"), *OPERATOR.glob("api/*.py"), *OPERATOR.glob("modelcfg/*.py")]
+    + [OPERATOR / name for name in ("validation.py", "crdgen.py", "errors.py", "quantity.py", "hardware.py")]
+    if path.name != "eplb_bench.py"
 )
 
 
 @pytest.mark.parametrize("module", PURE_MODULES, ids=lambda path: str(path.relative_to(OPERATOR)))
 def test_pure_modules_do_no_io_imports(module: Path) -> None:
-    if module.name == "eplb_bench.py":
-        pytest.skip("the benchmark imports vLLM's reference lazily, by design")
     assert not _top(_imports(module)) & PURE_FORBIDDEN
 
 
