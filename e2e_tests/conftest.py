@@ -10,18 +10,15 @@ Ray with real Ray Serve and vLLM, and `dsd operator` as its own process. The tes
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from kubernetes import client, config
 
-from e2e_tests.support import Cluster, eventually
+from e2e_tests.support import Cluster
 
 ROOT = Path(__file__).parents[1]
 
@@ -49,9 +46,9 @@ def environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environmen
 def _local_environment(workdir: Path) -> Iterator[Environment]:
     pytest.importorskip("vllm", reason="the local environment serves the tiny model with vLLM (extra: cpu)")
     from deepseek_operator.testing.kuberay import KubeRayStandIn, find_kuberay_crds
+    from deepseek_operator.testing.process import OperatorProcess
     from deepseek_operator.testing.serve_backend import RayServeBackend
     from deepseek_operator.testing.server import ApiServer
-    from deepseek_serving.local import free_port
     from deepseek_serving.tiny_model import build_tiny_model
 
     model = build_tiny_model(workdir / "deepseek-tiny")
@@ -61,22 +58,12 @@ def _local_environment(workdir: Path) -> Iterator[Environment]:
     with ApiServer() as server:
         kubeconfig = server.write_kubeconfig(workdir / "kubeconfig")
         server.install_crds([*sorted(kuberay_crds.glob("*.yaml")), *sorted((ROOT / "crds").glob("*.yaml"))])
-        health = f"http://127.0.0.1:{free_port()}/healthz"
-        with RayServeBackend(num_cpus=2) as backend, KubeRayStandIn(kubeconfig, backend):
-            operator = subprocess.Popen(
-                [sys.executable, "-m", "deepseek_operator", "operator", "--standalone", "--liveness", health],
-                env={**os.environ, "KUBECONFIG": str(kubeconfig), "DSD_SERVER__METRICS_PORT": "0"},
-                stdout=(workdir / "operator.log").open("w"),
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                eventually(
-                    lambda: httpx.get(health, timeout=2).status_code == 200, timeout=60, what="operator"
-                )
-                yield Environment(kubeconfig, f"file://{model}", "unused-by-the-local-stand-in")
-            finally:
-                operator.terminate()
-                operator.wait(timeout=30)
+        with (
+            RayServeBackend(num_cpus=2) as backend,
+            KubeRayStandIn(kubeconfig, backend),
+            OperatorProcess(kubeconfig, workdir / "operator.log", standalone=True),
+        ):
+            yield Environment(kubeconfig, f"file://{model}", "unused-by-the-local-stand-in")
 
 
 @pytest.fixture(scope="session")

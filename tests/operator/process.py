@@ -1,105 +1,21 @@
-"""`dsd operator` as a process of its own, as a pod runs it: env settings, kopf's /healthz, SIGTERM.
-
-A process (not kopf's in-thread `KopfRunner`) because these tests need what a thread cannot give:
-two replicas with their own identity, settings read at import, and a stop by signal.
-"""
+"""The operator as its own process, with the fast resync and backoff the operator tests want."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
+from typing import Any
 
-import httpx
+from deepseek_operator.testing.process import OperatorProcess as _OperatorProcess
+from deepseek_operator.testing.process import free_port
 
+__all__ = ["OperatorProcess", "free_port"]
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-BASE_ENV = {
-    "DSD_RECONCILE__RESYNC_SECONDS": "2",
-    "DSD_SERVER__METRICS_PORT": "0",
-    "DSD_RECONCILE__BACKOFF_INITIAL_SECONDS": "0.2",
-}
+TEST_ENV = {"DSD_RECONCILE__RESYNC_SECONDS": "2", "DSD_RECONCILE__BACKOFF_INITIAL_SECONDS": "0.2"}
 
 
-class OperatorProcess:
-    """`python -m deepseek_operator operator` with a kubeconfig and `DSD_*` settings."""
-
+class OperatorProcess(_OperatorProcess):
     def __init__(
-        self,
-        kubeconfig: Path,
-        log: Path,
-        *,
-        env: Mapping[str, str] | None = None,
-        standalone: bool = False,
-        hostname: str = "replica",
+        self, kubeconfig: Path, log: Path, *, env: Mapping[str, str] | None = None, **options: Any
     ) -> None:
-        self.health_port = free_port()
-        self.log = log
-        self._args = [
-            sys.executable,
-            "-m",
-            "deepseek_operator",
-            "operator",
-            "--liveness",
-            f"http://127.0.0.1:{self.health_port}/healthz",
-            *(["--standalone"] if standalone else []),
-        ]
-        self._env = {
-            **os.environ,
-            **BASE_ENV,
-            "KUBECONFIG": str(kubeconfig),
-            "HOSTNAME": hostname,  # the Events' reportingInstance, as in a pod
-            "POD_ID": hostname,  # kopf's peering identity, as the chart sets it
-            **(env or {}),
-        }
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self, *, timeout: float = 60.0) -> OperatorProcess:
-        with self.log.open("wb") as out:
-            self._process = subprocess.Popen(self._args, env=self._env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise AssertionError(f"the operator exited with {self._process.returncode}:\n{self.output}")
-            if self.healthy():
-                return self
-            time.sleep(0.1)
-        raise AssertionError(f"the operator was not healthy within {timeout}s:\n{self.output}")
-
-    def healthy(self) -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM, *, timeout: float = 30.0) -> int:
-        """Signal the process and wait; returns its exit code (killed after `timeout`)."""
-        if self._process is None or self._process.poll() is not None:
-            return self._process.returncode if self._process else 0
-        self._process.send_signal(sig)
-        try:
-            return self._process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            return self._process.wait()
-
-    def __enter__(self) -> OperatorProcess:
-        return self.start()
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.stop()
+        super().__init__(kubeconfig, log, env={**TEST_ENV, **(env or {})}, **options)

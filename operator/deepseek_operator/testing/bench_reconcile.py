@@ -17,16 +17,11 @@ the work the operator does; readiness costs one more status write per deployment
 from __future__ import annotations
 
 import copy
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +29,7 @@ from aiohttp import web
 
 from deepseek_operator.api import constants
 from deepseek_operator.testing.kuberay import find_kuberay_crds
+from deepseek_operator.testing.process import OperatorProcess, free_port
 from deepseek_operator.testing.server import ApiServer
 
 __all__ = ["run_reconcile_bench"]
@@ -102,12 +98,6 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _queue_wait_buckets(metrics_url: str) -> dict[float, float]:
     """Cumulative counts of the operator's queue-wait histogram, by upper bound (seconds)."""
     import httpx
@@ -135,29 +125,6 @@ def _histogram_quantile(buckets: dict[float, float], fraction: float) -> float:
             return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
         lower, below = bound, buckets[bound]
     return lower
-
-
-@contextmanager
-def _operator(
-    kubeconfig: Path, qps: float, burst: int, resync_s: float, log: Path, metrics_port: int
-) -> Iterator[subprocess.Popen[bytes]]:
-    environment = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "DSD_KUBERNETES__QPS": str(qps),
-        "DSD_KUBERNETES__BURST": str(burst),
-        "DSD_RECONCILE__RESYNC_SECONDS": str(resync_s),
-        "DSD_SERVER__METRICS_PORT": str(metrics_port),
-    }
-    liveness = f"http://127.0.0.1:{_free_port()}/healthz"
-    command = [sys.executable, "-m", "deepseek_operator", "operator", "--standalone", "--liveness", liveness]
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            yield process
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 def _memory_kib(pid: int) -> dict[str, int]:
@@ -250,13 +217,24 @@ def run_reconcile_bench(
 
         # Phase 1: convergence.
         progress(f"convergence: dsd operator (client {qps:g} qps, burst {burst}) reconciles {resources}")
-        metrics_port = _free_port()
+        metrics_port = free_port()
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        with _operator(kubeconfig, qps, burst, resync_s, workdir / "operator.log", metrics_port) as operator:
-            before = counter.snapshot()
-            started = time.perf_counter()
+        operator = OperatorProcess(
+            kubeconfig,
+            workdir / "operator.log",
+            standalone=True,
+            env={
+                "DSD_KUBERNETES__QPS": str(qps),
+                "DSD_KUBERNETES__BURST": str(burst),
+                "DSD_RECONCILE__RESYNC_SECONDS": str(resync_s),
+                "DSD_SERVER__METRICS_PORT": str(metrics_port),
+            },
+        )
+        before = counter.snapshot()
+        started = time.perf_counter()
+        with operator:  # returns once the operator answers its health check
             while not all_observed.wait(timeout=0.5):
-                if operator.poll() is not None:
+                if operator.exited:
                     raise RuntimeError(f"the operator exited; see {workdir / 'operator.log'}")
             finished = time.perf_counter()
             convergence_s = finished - started

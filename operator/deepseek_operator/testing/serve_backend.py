@@ -11,20 +11,14 @@ imports each ``import_path`` itself (calling application builders with ``args``)
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 from deepseek_operator.testing.kuberay import AppState
+from deepseek_operator.testing.process import free_port
 
 __all__ = ["RayServeBackend"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RayServeBackend:
@@ -32,7 +26,7 @@ class RayServeBackend:
 
     def __init__(self, *, num_cpus: int | None = None, http_port: int = 0) -> None:
         self._num_cpus = num_cpus
-        self.http_port = http_port or _free_port()
+        self.http_port = http_port or free_port()
         self._configs: dict[str, Mapping[str, Any]] = {}
         self._lock = threading.Lock()
         self._owns_ray = False
