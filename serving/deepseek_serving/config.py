@@ -273,6 +273,10 @@ def engine_kwargs(args: ServingArgs) -> dict[str, Any]:
         }
     if args.placement.accelerator == "cpu":
         planned["worker_extension_cls"] = CPU_WORKER_EXTENSION
+        # On CPUs with AMX vLLM picks its AMX MLA kernels, which take bf16 weights only and fail
+        # at load on float32; the reference CPU MLA backend runs every dtype.
+        if args.dtype == "float32" and not {"attention_backend", "attention_config"} & set(args.engine_args):
+            planned["attention_backend"] = "CPU_MLA"
     planned = {key: value for key, value in planned.items() if value is not None}
 
     # limits.maxTokens is the default completion length too (vLLM takes the smaller of it and the
