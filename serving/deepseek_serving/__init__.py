@@ -13,5 +13,4 @@ Modules, one responsibility each (importing this package loads nothing heavy):
 - ``cpu_compat``: the two CPU-only vLLM fixes that let DP/EP ranks run on CPU;
 - ``local``: ``serve_locally``, the embedded-Ray local view behind ``dsd run``;
 - ``tiny_model``: the offline tiny DeepSeek-V3 checkpoint for tests and demos;
-- ``bench``: ``run_serving_bench``, the Serve app against bare vLLM.
 """

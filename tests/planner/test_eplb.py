@@ -680,8 +680,6 @@ PLANNER = Path(eplb.__file__).parent
         pytest.param("eplb.py", True, id="eplb"),
         pytest.param("eplb_load.py", True, id="eplb_load"),
         pytest.param("eplb_view.py", True, id="eplb_view"),
-        # The benchmark runs vLLM's reference, importing it lazily inside one function.
-        pytest.param("eplb_bench.py", False, id="eplb_bench"),
     ],
 )
 def test_planner_modules_import_nothing_forbidden(module: str, anywhere: bool) -> None:

@@ -5,10 +5,7 @@ so the operator's light install keeps working for every other command.
 """
 
 from deepseek_operator.cli import (
-    bench_eplb,
-    bench_more,
-    bench_reconcile,
-    bench_validate,
+    bench,
     catalog,
     crd,
     operator,
@@ -22,10 +19,7 @@ from deepseek_operator.cli._app import app
 
 __all__ = [
     "app",
-    "bench_eplb",
-    "bench_more",
-    "bench_reconcile",
-    "bench_validate",
+    "bench",
     "catalog",
     "crd",
     "operator",

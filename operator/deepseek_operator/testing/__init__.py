@@ -1,6 +1,8 @@
 """The test environment: a stateful Kubernetes API server and a KubeRay stand-in (tests and e2e only).
 
-No product module imports this package; it exists because no kube-apiserver, kind or Docker can
+No product module imports this package (only `dsd bench apiserver|reconcile` drive it), and the
+operator's wheel leaves it out: it is the distribution `deepseek-operator-testing`
+(`operator/testing-env`, the `testing` extra). It exists because no kube-apiserver, kind or Docker can
 run where our tests run, yet the operator must be exercised through real clients over HTTP.
 
 Entry points (import the module you need; this package imports nothing on its own):
@@ -14,7 +16,6 @@ Entry points (import the module you need; this package imports nothing on its ow
 - ``python -m deepseek_operator.testing up [--kuberay] [--crds DIR]``: the same for a person.
 - ``structural.check_structural``, ``openapi.validate_custom_resource``, ``cel``: the CRD schema
   rules, custom resource validation (pruning, defaults, OpenAPI, CEL) of a real server.
-- ``bench.run_apiserver_bench``: watch latency and throughput of the server.
 
 Where the server differs from a real kube-apiserver (deliberately, or not yet):
 

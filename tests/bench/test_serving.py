@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepseek_serving.bench import (
+from deepseek_operator.bench.serving import (
     LevelStats,
     compare_levels,
     effective_engine_settings,

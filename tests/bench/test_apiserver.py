@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deepseek_operator.testing.bench import run_apiserver_bench
+from deepseek_operator.bench.apiserver import run_apiserver_bench
 
 
 def test_bench_reports_latency_and_throughput() -> None:
