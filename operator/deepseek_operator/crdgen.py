@@ -3,8 +3,11 @@
 pydantic writes JSON Schema (draft 2020-12); the API server wants a *structural* OpenAPI v3.0
 schema. The differences handled here:
 - `$defs`/`$ref` are inlined (the API server resolves no references);
-- `anyOf: [X, {type: null}]` (an Optional field) becomes X with `nullable: true`;
-- free-form mappings (`dict[str, Any]`) and `Any` become `x-kubernetes-preserve-unknown-fields`;
+- `anyOf: [X, {type: null}]` (an Optional field) becomes X with `nullable: true`, keeping the
+  field's own keywords written beside `anyOf`;
+- free-form mappings (`dict[str, Any]`) and `Any` become `x-kubernetes-preserve-unknown-fields`; a
+  key limit given as `json_schema_extra={"maxProperties": n}` stays (pydantic does not enforce it:
+  `validation` does, with the same number);
 - `exclusiveMinimum: n` becomes `minimum: n` + `exclusiveMinimum: true` (OpenAPI v3.0 booleans);
 - `const` becomes a one-value `enum`; `title`, `additionalProperties: false` and null defaults go.
 The cross-field rules arrive as `x-kubernetes-validations` already (see `api.rules`).
@@ -96,7 +99,9 @@ def to_structural(schema: dict[str, Any], definitions: dict[str, Any] | None = N
         if len(non_null) != 1:
             raise ValueError(f"cannot express a union of {len(non_null)} types structurally: {variants}")
         inner = _inline(non_null[0], definitions)
-        node = {**inner, **{k: v for k, v in node.items() if k in ("description", "default")}}
+        # The field's own keywords sit beside `anyOf`: its description and default, and limits
+        # given as `json_schema_extra` (`maxProperties` of an optional free-form mapping).
+        node = {**inner, **{k: v for k, v in node.items() if k in _KEPT_KEYWORDS}}
         if len(non_null) < len(variants):
             node["nullable"] = True
 

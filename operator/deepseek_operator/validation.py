@@ -4,7 +4,12 @@ Three layers, every error of each reported with its field path and what would be
 1. structure (pydantic: types, bounds, enums, unknown fields);
 2. cross-field rules (`api.rules`; the API server checks the same rules in CEL);
 3. checks against the model's real `config.json` and the node shape: parallel sizes against
-   attention heads and routed experts, context length, quantization, engine arguments, names.
+   attention heads and routed experts, context length, quantization, engine arguments (names and
+   value types of the serving image's vLLM, `engine_args`), names.
+
+Sizes are checked beside the layers: free-form maps by key count and bytes, the whole resource
+against what etcd stores (`MAX_RESOURCE_BYTES`), so a megabyte `engineArgs` is refused here with its
+field path and not by the API server or etcd.
 
 Layer 3 runs only when the structure is sound (it needs typed values), but then reports every
 problem of layers 2 and 3 together. `dsd validate`, the admission webhook and the reconciler all
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,20 +33,28 @@ from deepseek_operator.api.v1alpha1 import (
     DNS_LABEL_PATTERN,
     DNS_SUBDOMAIN_PATTERN,
     ENGINE_ARG_PATTERN,
+    MAX_ENGINE_ARGS,
+    MAX_INLINE_CONFIG_KEYS,
+    MAX_NODE_SELECTOR_LABELS,
     MODEL_SOURCE_PATTERN,
     DeepSeekDeployment,
     DeepSeekDeploymentSpec,
 )
+from deepseek_operator.engine_args import VLLM_VERSION, engine_arg_types
 from deepseek_operator.errors import FieldError, InvalidSpec
 from deepseek_operator.hardware import GPU_TYPES, known_gpu_types
 from deepseek_operator.modelcfg import ArchitectureContext, ModelArchitecture, resolve_architecture
 from deepseek_operator.planner.memory import engine_memory_settings
 from deepseek_operator.quantity import QUANTITY_PATTERN
+from deepseek_serving.config import PLANNER_OWNED_ENGINE_ARGS, owned_engine_arg_message, planner_owned_keys
 
 __all__ = [
+    "MAX_ENGINE_ARGS_BYTES",
+    "MAX_INLINE_CONFIG_BYTES",
     "MAX_RAY_SERVICE_NAME_LENGTH",
-    "PLANNER_OWNED_ENGINE_ARGS",
+    "MAX_RESOURCE_BYTES",
     "ValidatedDeployment",
+    "json_size",
     "parse_deployment",
     "validate_deployment",
 ]
@@ -49,31 +63,21 @@ __all__ = [
 # from them, and those must stay within 63 characters.
 MAX_RAY_SERVICE_NAME_LENGTH = 40
 
-# Engine arguments the planner or the API sets; users change them through the named field.
-PLANNER_OWNED_ENGINE_ARGS: Mapping[str, str] = {
-    "model": "spec.model.source",
-    "revision": "spec.versions[].modelRevision",
-    "tokenizer": "spec.model.tokenizer.source",
-    "tokenizer_mode": "spec.model.tokenizer.mode",
-    "served_model_name": "spec.model.servedModelName",
-    "dtype": "spec.model.dtype",
-    "quantization": "spec.model.quantization",
-    "max_model_len": "spec.model.maxModelLen",
-    "tensor_parallel_size": "spec.parallelism.tensorParallelSize",
-    "data_parallel_size": "spec.parallelism.dataParallelSize",
-    "data_parallel_rank": "spec.parallelism.dataParallelSize",
-    "data_parallel_size_local": "spec.parallelism.dataParallelSize",
-    "data_parallel_address": "spec.parallelism.dataParallelSize",
-    "data_parallel_rpc_port": "spec.parallelism.dataParallelSize",
-    "data_parallel_backend": "spec.parallelism.dataParallelSize",
-    "pipeline_parallel_size": "spec.parallelism (pipeline parallelism is not used)",
-    "enable_expert_parallel": "spec.parallelism.expertParallelSize",
-    "enable_eplb": "spec.parallelism.eplb.enabled",
-    "eplb_config": "spec.parallelism.eplb",
-    "num_redundant_experts": "spec.parallelism.eplb.redundantExperts",
-    "distributed_executor_backend": "spec.resources.accelerator",
-    "trust_remote_code": "nothing: DeepSeek V2/V3 run without remote code",
-}
+# Sizes in bytes of JSON (`json_size`), limits that a structural schema cannot express. The API
+# server refuses request bodies over 3 MiB (413 "Request entity too large: limit is 3145728") and
+# etcd refuses writes over its --max-request-bytes, 1.5 MiB by default, which the API server
+# reports as a 500 "etcdserver: request is too large"; custom resources are stored as JSON.
+MAX_RESOURCE_BYTES = 1024 * 1024
+"""A DeepSeekDeployment without its `status` and `managedFields` (what its author wrote): 1 MiB
+keeps 512 KiB of etcd's 1.5 MiB for what is written after admission (the operator's status,
+`managedFields`, server metadata). Status is left out so the admission webhook and the reconciler,
+which sees the status, measure the same bytes."""
+MAX_ENGINE_ARGS_BYTES = 64 * 1024
+"""One version's `engineArgs`: a hundred times a typical one (~0.5 KiB); also rendered into the
+version's RayService (serveConfigV2), which must fit in etcd too."""
+MAX_INLINE_CONFIG_BYTES = 256 * 1024
+"""An inline `config.json`: DeepSeek V2/V3 configs are ~1.4 KiB; a quantization_config listing
+ignored layers stays well within it."""
 
 _PATTERN_MEANINGS = {
     DNS_LABEL_PATTERN: "must be a lowercase DNS label: a-z, 0-9 and '-', starting and ending alphanumeric",
@@ -112,12 +116,14 @@ def validate_deployment(document: Mapping[str, Any], context: ArchitectureContex
     stands in for what the user meant.
     """
     structural, repaired, resource = _parse_with_repairs(document)
+    structural += _check_resource_size(document)
     if resource is None:
-        raise InvalidSpec(structural)
+        raise InvalidSpec(sorted(set(structural), key=_error_order))
     errors = list(find_rule_violations(resource.spec, "spec"))
     errors += _check_names(resource)
     errors += _check_resources(resource.spec)
     errors += _check_engine_args(resource.spec)
+    errors += _check_sizes(resource.spec)
     resolved = resolve_architecture(resource.spec.model, context)
     errors += resolved.errors
     if resolved.architecture is not None:
@@ -198,13 +204,30 @@ def _field_error(detail: ErrorDetails) -> FieldError:
         return FieldError(path, _unknown_field_message(detail["loc"]))
     if kind == "string_pattern_mismatch":
         meaning = _PATTERN_MEANINGS.get(str(context.get("pattern")), f"must match {context.get('pattern')}")
-        return FieldError(path, f"{value!r} {meaning}")
+        return FieldError(path, f"{_shown(value)} {meaning}")
     if kind == "literal_error":
-        return FieldError(path, f"{value!r} is not one of {context.get('expected')}")
+        return FieldError(path, f"{_shown(value)} is not one of {context.get('expected')}")
+    if kind == "string_too_long" and isinstance(value, str):
+        return FieldError(
+            path, f"{len(value):,} characters, more than the limit of {context.get('max_length'):,}"
+        )
+    if kind == "too_long":
+        return FieldError(
+            path,
+            f"{context.get('actual_length'):,} items, more than the limit of {context.get('max_length'):,}",
+        )
     message = detail["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
     if isinstance(value, str | int | float | bool) and kind not in ("string_type", "int_type"):
-        return FieldError(path, f"{value!r} must be {message}")
+        return FieldError(path, f"{_shown(value)} must be {message}")
     return FieldError(path, f"must be {message}")
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """`repr(value)`, cut: a message never repeats a megabyte the user sent."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text):,} characters)"
 
 
 def _format_path(location: tuple[int | str, ...]) -> str:
@@ -300,15 +323,118 @@ def _check_resources(spec: DeepSeekDeploymentSpec) -> Iterator[FieldError]:
 
 
 def _check_engine_args(spec: DeepSeekDeploymentSpec) -> Iterator[FieldError]:
+    """Each `engineArgs` key: not one the operator owns, an engine argument of the pinned vLLM, of
+    a type it accepts (`engine_args`); the memory-relevant ones also within the planner's ranges."""
+    known = engine_arg_types()
     for index, version in enumerate(spec.versions):
-        yield from engine_memory_settings(version.engine_args, f"spec.versions[{index}].engineArgs")[1]
-        for key in version.engine_args:
-            path = f"spec.versions[{index}].engineArgs.{key}"
-            if key in PLANNER_OWNED_ENGINE_ARGS:
-                yield FieldError(path, f"set by the operator; use {PLANNER_OWNED_ENGINE_ARGS[key]}")
-            elif not ENGINE_ARG_PATTERN.match(key):
+        base = f"spec.versions[{index}].engineArgs"
+        memory_errors = engine_memory_settings(version.engine_args, base)[1]
+        yield from memory_errors
+        owned = planner_owned_keys(version.engine_args)
+        for key in owned:
+            yield FieldError(f"{base}.{key}", owned_engine_arg_message(key))
+        for key, value in version.engine_args.items():
+            path = f"{base}.{key}"
+            if key in owned or any(error.path == path for error in memory_errors):
+                continue
+            if not ENGINE_ARG_PATTERN.match(key):
                 hint = key.replace("-", "_").lower()
                 yield FieldError(path, f"engine arguments are snake_case AsyncEngineArgs names, e.g. {hint}")
+            elif key not in known:
+                yield FieldError(path, _unknown_engine_arg_message(key, known))
+            elif not known[key].accepts(value):
+                yield FieldError(path, f"{_shown(value)} is not {known[key].describe()}")
+
+
+def _unknown_engine_arg_message(key: str, known: Mapping[str, object]) -> str:
+    """Not an engine argument: the closest names, and who sets a close one the operator owns."""
+    message = f"not an engine argument of vLLM {VLLM_VERSION}"
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.75)
+    if not close:
+        return f"{message} (AsyncEngineArgs)"
+    if close[0] in PLANNER_OWNED_ENGINE_ARGS:
+        return f"{message}; did you mean {close[0]}? It is {owned_engine_arg_message(close[0])}"
+    return f"{message}; did you mean {close[0]}?"
+
+
+# ─── sizes: what the API server and etcd would refuse, refused first with a field path ───────
+
+
+def json_size(value: Any) -> int:
+    """Bytes of `value` as compact JSON (UTF-8), as the API server stores a custom resource."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return len(text.encode("utf-8"))
+
+
+def _check_sizes(spec: DeepSeekDeploymentSpec) -> Iterator[FieldError]:
+    """The free-form maps: key counts (the CRD's `maxProperties` too) and bytes."""
+    for index, version in enumerate(spec.versions):
+        path = f"spec.versions[{index}].engineArgs"
+        yield from _too_many(path, version.engine_args, MAX_ENGINE_ARGS)
+        yield from _too_large(path, version.engine_args, MAX_ENGINE_ARGS_BYTES)
+    architecture = spec.model.architecture
+    if architecture is not None and architecture.config is not None:
+        path = "spec.model.architecture.config"
+        yield from _too_many(path, architecture.config, MAX_INLINE_CONFIG_KEYS)
+        yield from _too_large(path, architecture.config, MAX_INLINE_CONFIG_BYTES)
+    yield from _too_many(
+        "spec.resources.nodeSelector", spec.resources.node_selector, MAX_NODE_SELECTOR_LABELS
+    )
+
+
+def _too_many(path: str, mapping: Mapping[str, Any], limit: int) -> Iterator[FieldError]:
+    if len(mapping) > limit:
+        yield FieldError(path, f"{len(mapping):,} keys, more than the limit of {limit:,}")
+
+
+def _too_large(path: str, value: Any, limit: int) -> Iterator[FieldError]:
+    size = json_size(value)
+    if size > limit:
+        yield FieldError(path, f"{size:,} bytes as JSON, more than the limit of {_bytes(limit)}")
+
+
+def _check_resource_size(document: Mapping[str, Any]) -> Iterator[FieldError]:
+    """The resource as its author wrote it (no `status`, no `managedFields`), reported at its
+    largest top-level field, naming where its bytes are."""
+    stored = {
+        key: ({k: v for k, v in value.items() if k != "managedFields"} if key == "metadata" else value)
+        for key, value in document.items()
+        if key != "status" and not (key == "metadata" and not isinstance(value, Mapping))
+    }
+    size = json_size(stored)
+    if size <= MAX_RESOURCE_BYTES or not stored:
+        return
+    top = max(stored, key=lambda key: json_size(stored[key]))
+    path, part = _largest_part(stored[top], str(top), json_size(stored[top]))
+    yield FieldError(
+        str(top),
+        f"the resource is {size:,} bytes as JSON, more than the limit of {_bytes(MAX_RESOURCE_BYTES)} "
+        f"(etcd stores at most 1.5 MiB per object, status included); the largest part is {path} "
+        f"with {part:,} bytes",
+    )
+
+
+def _largest_part(value: Any, path: str, size: int) -> tuple[str, int]:
+    """Follow the largest child while it holds most of its parent: where the bytes are."""
+    children: list[tuple[str, Any]] = []
+    if isinstance(value, Mapping):
+        children = [(f"{path}.{key}" if path else str(key), child) for key, child in value.items()]
+    elif isinstance(value, list):
+        children = [(f"{path}[{index}]", child) for index, child in enumerate(value)]
+    sized = [(json_size(child), child_path, child) for child_path, child in children]
+    if not sized:
+        return path, size
+    child_size, child_path, child = max(sized, key=lambda entry: entry[0])
+    if child_size * 2 < size:
+        return path, size
+    return _largest_part(child, child_path, child_size)
+
+
+def _bytes(count: int) -> str:
+    for unit, scale in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if count % scale == 0:
+            return f"{count:,} bytes ({count // scale} {unit})"
+    return f"{count:,} bytes"
 
 
 # ─── layer 3: checks against the model's config.json ─────────────────────────────────────────

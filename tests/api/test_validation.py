@@ -16,6 +16,7 @@ import pytest
 from deepseek_operator.crdgen import render_crd
 from deepseek_operator.errors import InvalidSpec
 from deepseek_operator.modelcfg import ArchitectureContext
+from deepseek_operator.modelcfg.catalog import catalog_config
 from deepseek_operator.testing.openapi import validate_custom_resource
 from deepseek_operator.validation import validate_deployment
 from tests.api.resources import DELETE, EXAMPLES, example, with_changes
@@ -182,6 +183,158 @@ CASES = [
         "deepseek-r1-h100",
         {"spec.versions[0].engineArgs.max-num-batched-tokens": 8192},
         {"spec.versions[0].engineArgs.max-num-batched-tokens": "e.g. max_num_batched_tokens"},
+    ),
+    Case(
+        "planner-owned-nested-engine-arg",
+        "tiny-local",
+        {
+            "spec.versions[0].engineArgs.override_generation_config": {
+                "temperature": 0.6,
+                "max_new_tokens": 64,
+            }
+        },
+        {
+            "spec.versions[0].engineArgs.override_generation_config.max_new_tokens": (
+                "set by the operator; use spec.serving.limits.maxTokens"
+            )
+        },
+    ),
+    Case(
+        "api-key-in-engine-args",
+        "tiny-local",
+        {"spec.versions[0].engineArgs.api_key": "sk-123"},
+        {"spec.versions[0].engineArgs.api_key": "set by the operator; use spec.serving.apiKeySecretRef"},
+    ),
+    Case(
+        "misspelt-engine-arg",
+        "tiny-local",
+        {"spec.versions[0].engineArgs.max_num_seq": 8},
+        {
+            "spec.versions[0].engineArgs.max_num_seq": (
+                "not an engine argument of vLLM 0.32.0; did you mean max_num_seqs?"
+            )
+        },
+    ),
+    Case(
+        "misspelt-planner-owned-engine-arg",
+        "tiny-local",
+        {"spec.versions[0].engineArgs.tensor_parallel": 2},
+        {
+            "spec.versions[0].engineArgs.tensor_parallel": (
+                "not an engine argument of vLLM 0.32.0; did you mean tensor_parallel_size? "
+                "It is set by the operator; use spec.parallelism.tensorParallelSize"
+            )
+        },
+    ),
+    Case(
+        "unknown-engine-arg",
+        "tiny-local",
+        {"spec.versions[0].engineArgs.turbo": True},
+        {"spec.versions[0].engineArgs.turbo": "not an engine argument of vLLM 0.32.0 (AsyncEngineArgs)"},
+    ),
+    Case(
+        "engine-arg-wrong-type",
+        "tiny-local",
+        {"spec.versions[0].engineArgs.max_num_seqs": "many"},
+        {"spec.versions[0].engineArgs.max_num_seqs": "'many' is not an integer or null"},
+    ),
+    Case(
+        "engine-arg-boolean-for-integer",
+        "tiny-local",
+        {"spec.versions[0].engineArgs.max_num_seqs": True},
+        {"spec.versions[0].engineArgs.max_num_seqs": "True is not an integer or null"},
+    ),
+    Case(
+        "engine-arg-string-for-boolean",
+        "tiny-local",
+        {"spec.versions[0].engineArgs.enforce_eager": "yes"},
+        {"spec.versions[0].engineArgs.enforce_eager": "'yes' is not a boolean"},
+    ),
+    Case(
+        "engine-arg-not-a-choice",
+        "tiny-local",
+        {"spec.versions[0].engineArgs.scheduling_policy": "lifo"},
+        {"spec.versions[0].engineArgs.scheduling_policy": "'lifo' is not one of 'fcfs', 'priority'"},
+    ),
+    Case(
+        "engine-arg-mapping-for-list",
+        "tiny-local",
+        {"spec.versions[0].engineArgs.cudagraph_capture_sizes": {"1": 2}},
+        {"spec.versions[0].engineArgs.cudagraph_capture_sizes": "{'1': 2} is not a list or null"},
+    ),
+    Case(
+        "engine-arg-memory-range-reported-once",
+        "tiny-local",
+        {"spec.versions[0].engineArgs.gpu_memory_utilization": "high"},
+        {"spec.versions[0].engineArgs.gpu_memory_utilization": "'high' must be a number in [0.05, 1]"},
+    ),
+    Case(
+        "too-many-engine-args",
+        "tiny-local",
+        {"spec.versions[0].engineArgs": {f"extra_{index}": index for index in range(129)}},
+        {"spec.versions[0].engineArgs": "129 keys, more than the limit of 128"},
+        server=True,
+        exact=False,
+    ),
+    Case(
+        "engine-args-too-large",
+        "tiny-local",
+        {"spec.versions[0].engineArgs.generation_config": "x" * 70_000},
+        {"spec.versions[0].engineArgs": "70,096 bytes as JSON, more than the limit of 65,536 bytes (64 KiB)"},
+    ),
+    Case(
+        "too-many-inline-config-keys",
+        "deepseek-r1-h200",
+        {
+            "spec.model.architecture": {
+                "config": {**catalog_config("deepseek-r1"), **{f"k{i}": i for i in range(211)}}
+            }
+        },
+        {"spec.model.architecture.config": "257 keys, more than the limit of 256"},
+        server=True,
+    ),
+    Case(
+        "inline-config-too-large",
+        "deepseek-r1-h200",
+        {"spec.model.architecture": {"config": {**catalog_config("deepseek-r1"), "notes": "x" * 300_000}}},
+        {"spec.model.architecture.config": "more than the limit of 262,144 bytes (256 KiB)"},
+    ),
+    Case(
+        "too-many-node-selector-labels",
+        "deepseek-r1-h200",
+        {"spec.resources.nodeSelector": {f"example.com/label-{index}": "yes" for index in range(65)}},
+        {"spec.resources.nodeSelector": "65 keys, more than the limit of 64"},
+        server=True,
+    ),
+    Case(
+        "node-selector-value-too-long",
+        "deepseek-r1-h200",
+        {"spec.resources.nodeSelector": {"pool": "p" * 64}},
+        {"spec.resources.nodeSelector.pool": "64 characters, more than the limit of 63"},
+        server=True,
+    ),
+    Case(
+        "chat-template-too-long",
+        "tiny-local",
+        {"spec.model.tokenizer": {"chatTemplate": "{{ messages }}" + " " * 65_523}},
+        {"spec.model.tokenizer.chatTemplate": "65,537 characters, more than the limit of 65,536"},
+        server=True,
+    ),
+    Case(
+        "resource-too-large",
+        "tiny-local",
+        {
+            "spec.versions": [
+                {"name": f"v{index}", "engineArgs": {"generation_config": "x" * 65_000}}
+                for index in range(16)
+            ],
+            "spec.model.tokenizer": {"chatTemplate": "{{ messages }}" + " " * 20_000},
+        },
+        {
+            "spec": "the resource is 1,061,370 bytes as JSON, more than the limit of 1,048,576 bytes (1 MiB) "
+            "(etcd stores at most 1.5 MiB per object, status included); the largest part is spec.versions "
+            "with 1,040,839 bytes"
+        },
     ),
     Case(
         "autoscaling-max-below-min",
@@ -451,3 +604,19 @@ def test_an_unrepairable_resource_reports_its_structural_errors() -> None:
     with pytest.raises(InvalidSpec) as raised:
         validate_deployment(document, ArchitectureContext())
     assert [error.path for error in raised.value.errors] == ["spec.model", "spec.versions[0].name"]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"status": {"message": "x" * 1_200_000}}, id="status"),
+        pytest.param(
+            {"metadata.managedFields": [{"manager": "m" * 1_200_000, "operation": "Update"}]},
+            id="managed-fields",
+        ),
+    ],
+)
+def test_what_others_write_does_not_count_toward_the_resource_size(changes: dict[str, Any]) -> None:
+    """The webhook (no status on create) and the reconciler (with status) measure the same bytes."""
+    document = with_changes(example("tiny-local"), changes)
+    validate_deployment(document, ArchitectureContext(base_dir=EXAMPLES))

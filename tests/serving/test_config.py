@@ -11,8 +11,10 @@ from pydantic import ValidationError
 
 from deepseek_serving.config import (
     CPU_WORKER_EXTENSION,
-    PLANNER_OWNED_ENGINE_KEYS,
+    OPERATOR_RENDERED_ENGINE_ARGS,
+    PLANNER_OWNED_ENGINE_ARGS,
     EngineArgsConflict,
+    FaultInjection,
     ServingArgs,
     engine_kwargs,
 )
@@ -68,11 +70,40 @@ def test_snake_case_names_are_accepted_too() -> None:
         pytest.param({"traffic": [{"versionName": "a", "weight": 60}]}, "sum to 100", id="traffic-sum"),
         pytest.param({"routePrefix": "v1"}, "pattern", id="route-prefix"),
         pytest.param({"limits": {"maxTokens": 0}}, "greater than or equal to 1", id="max-tokens"),
+        pytest.param(
+            {"faultInjection": {"errorPercent": -1}}, "greater than or equal to 0", id="fault-share<0"
+        ),
+        pytest.param(
+            {"faultInjection": {"errorPercent": 100.5}}, "less than or equal to 100", id="fault-share>100"
+        ),
+        pytest.param({"faultInjection": {"delayS": -0.1}}, "greater than or equal to 0", id="fault-delay<0"),
+        pytest.param(
+            {"faultInjection": {"errorRate": 5}}, "Extra inputs are not permitted", id="fault-unknown"
+        ),
     ],
 )
 def test_invalid_specs_are_refused(camel: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         args(**camel)
+
+
+def test_fault_injection_is_off_unless_set_and_round_trips_in_camel_case() -> None:
+    assert args().fault_injection is None
+    assert "faultInjection" not in args().model_dump(mode="json", by_alias=True, exclude_none=True)
+    faulty = args(faultInjection={"errorPercent": 12.5, "delayS": 0.5})
+    assert faulty.fault_injection == FaultInjection(error_percent=12.5, delay_s=0.5)
+    rendered = faulty.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert rendered["faultInjection"] == {"errorPercent": 12.5, "delayS": 0.5}
+    assert ServingArgs.model_validate(rendered) == faulty
+    assert FaultInjection() == FaultInjection(error_percent=0.0, delay_s=0.0)
+    with pytest.raises(ValidationError, match="frozen"):
+        faulty.fault_injection.error_percent = 1.0  # type: ignore[misc, union-attr]
+
+
+def test_fault_injection_is_documented_as_test_only() -> None:
+    schema = ServingArgs.model_json_schema(by_alias=True)
+    assert schema["properties"]["faultInjection"]["description"].startswith("TEST ONLY")
+    assert "TEST ONLY" in (FaultInjection.__doc__ or "")
 
 
 def test_rank_bundles_are_the_tp_slices_of_the_group() -> None:
@@ -185,26 +216,77 @@ def test_engine_kwargs(camel: dict[str, Any], expected: dict[str, Any]) -> None:
     assert engine_kwargs(args(**camel)) == expected
 
 
+def _setting(key: str, value: Any) -> dict[str, Any]:
+    """`engineArgs` setting `key` (`a.b` inside the mapping argument `a`)."""
+    outer, _, inner = key.partition(".")
+    return {outer: {inner: value} if inner else value}
+
+
+OWNED = sorted(set(PLANNER_OWNED_ENGINE_ARGS) - OPERATOR_RENDERED_ENGINE_ARGS)
+
+
+@pytest.mark.parametrize("key", OWNED)
+def test_engine_args_cannot_override_planner_owned_keys(key: str) -> None:
+    with pytest.raises(EngineArgsConflict) as raised:
+        engine_kwargs(args(engineArgs=_setting(key, 1) | {"max_num_seqs": 4}))
+    assert raised.value.keys == [key]
+    assert str(raised.value) == f"engineArgs.{key}: set by the operator" + (
+        f"; use {PLANNER_OWNED_ENGINE_ARGS[key]}"
+        if PLANNER_OWNED_ENGINE_ARGS[key].startswith("spec.")
+        else f": {PLANNER_OWNED_ENGINE_ARGS[key]}"
+    )
+
+
+def test_every_conflict_is_named_at_once() -> None:
+    with pytest.raises(EngineArgsConflict) as raised:
+        engine_kwargs(
+            args(
+                engineArgs={
+                    "dtype": "half",
+                    "api_key": "k",
+                    "override_generation_config": {"max_new_tokens": 1},
+                }
+            )
+        )
+    assert raised.value.keys == ["api_key", "dtype", "override_generation_config.max_new_tokens"]
+
+
+def test_keys_the_operator_renders_pass_through() -> None:
+    """The renderer writes the model revision into engineArgs itself (validation refuses it from users)."""
+    assert engine_kwargs(args(engineArgs={"revision": "abc123"}))["revision"] == "abc123"
+
+
 @pytest.mark.parametrize(
-    "key",
+    "camel",
     [
-        "tensor_parallel_size",
-        "data_parallel_size",
-        "enable_expert_parallel",
-        "eplb_config",
-        "max_model_len",
-        "dtype",
-        "model",
-        "api_key",
-        "data_parallel_rank",
-        "worker_extension_cls",
+        pytest.param({}, id="defaults"),
+        pytest.param(
+            {"placement": {"accelerator": "cpu", "bundles": [{"CPU": 1}]}, "dtype": "float32"}, id="cpu"
+        ),
+        pytest.param(
+            {
+                "dataParallelSize": 2,
+                "enableExpertParallel": True,
+                "eplb": {"enabled": True, "numRedundantExperts": 2},
+                "placement": {"bundles": [{"GPU": 1}, {"GPU": 1}]},
+                "maxModelLen": 4096,
+                "quantization": "fp8",
+            },
+            id="expert-parallel-eplb",
+        ),
     ],
 )
-def test_engine_args_cannot_override_planner_owned_keys(key: str) -> None:
-    assert key in PLANNER_OWNED_ENGINE_KEYS
-    with pytest.raises(EngineArgsConflict, match=key) as raised:
-        engine_kwargs(args(engineArgs={key: 1, "max_num_seqs": 4}))
-    assert raised.value.keys == [key]
+def test_what_engine_kwargs_decides_is_owned_or_yields_to_engine_args(camel: dict[str, Any]) -> None:
+    """A key engine_kwargs sets is in the contract, or a user's engineArgs value wins over it."""
+    spec = args(**camel)
+    for key in engine_kwargs(spec):
+        if key in PLANNER_OWNED_ENGINE_ARGS:
+            continue
+        if key == "override_generation_config":
+            assert "override_generation_config.max_new_tokens" in PLANNER_OWNED_ENGINE_ARGS
+            continue
+        user_value = f"user-{key}"
+        assert engine_kwargs(args(**camel, engineArgs={key: user_value}))[key] == user_value, key
 
 
 def test_the_max_tokens_default_is_owned_by_limits() -> None:

@@ -1,4 +1,5 @@
-"""`dsd crd` and `dsd schema`: generated CRDs, RBAC, chart copies, editor JSON Schema; drift checks."""
+"""`dsd crd`, `dsd schema` and `dsd engine-args`: generated CRDs, RBAC, chart copies, editor JSON
+Schema and the pinned vLLM's engine arguments; drift checks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import typer
 
 from deepseek_operator.cli._app import app, console, err_console
 from deepseek_operator.crdgen import crd_yaml, editor_json_schema, generated_files, write_if_changed
+from deepseek_operator.engine_args import VLLM_VERSION, data_file_name, engine_args_file_text
 
 SCHEMA_FILENAME = "deepseekdeployment.v1alpha1.schema.json"
 
@@ -66,3 +68,32 @@ def schema(
         console.print(editor_json_schema(), markup=False, end="")
         return
     _write_or_check({output_dir / SCHEMA_FILENAME: editor_json_schema()}, check=check)
+
+
+@app.command("engine-args")
+def engine_args(
+    output_dir: Annotated[Path, typer.Option(help="Directory of the data file.")] = Path(
+        "operator/deepseek_operator/engine_args"
+    ),
+    check: Annotated[bool, typer.Option("--check", help="Fail if the file differs from vLLM.")] = False,
+) -> None:
+    """Write the engine arguments of the installed vLLM (names, value types) as the operator's data
+    file, which validation checks `engineArgs` against. Needs vLLM: the `serving` + `cpu` extras."""
+    try:
+        from deepseek_serving.engine_arg_types import describe_engine_args
+
+        version, arguments = describe_engine_args()
+    except ImportError as error:
+        err_console.print(
+            f"[red]vLLM is not installed here[/red] ({error}); install the serving extras "
+            "(pip install -e '.[serving,cpu]')"
+        )
+        raise typer.Exit(2) from None
+    if version != VLLM_VERSION:
+        err_console.print(
+            f"[red]the installed vLLM is {version}, the serving image pins {VLLM_VERSION}[/red]: "
+            "change deepseek_operator.engine_args.VLLM_VERSION with the pin, then run `dsd engine-args`"
+        )
+        raise typer.Exit(1)
+    text = engine_args_file_text(version, arguments)
+    _write_or_check({output_dir / data_file_name(version): text}, check=check)

@@ -30,6 +30,8 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:  # metav1.StatusReasonUnknown is "", which JSON leaves out
+            del status["reason"]
         if self.details is not None:
             status["details"] = self.details
         return status
@@ -98,6 +100,18 @@ class ApiError(Exception):
     @classmethod
     def method_not_allowed(cls) -> ApiError:
         return cls(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    @classmethod
+    def request_entity_too_large(cls, limit: int) -> ApiError:
+        """A request body over the server's `MaxRequestBodyBytes`, refused before it is decoded
+        (`handlers.limitedReadBody`)."""
+        return cls(413, "RequestEntityTooLarge", f"Request entity too large: limit is {limit}")
+
+    @classmethod
+    def etcd_request_too_large(cls) -> ApiError:
+        """etcd refused the write for its size; the API server passes etcd's error on as an
+        internal error of unknown reason (`responsewriters.ErrorToAPIStatus`)."""
+        return cls(500, "", "etcdserver: request is too large")
 
     @classmethod
     def unsupported_media_type(cls, content_type: str, accepted: list[str]) -> ApiError:

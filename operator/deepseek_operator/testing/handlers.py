@@ -2,7 +2,8 @@
 
 ``/api/v1/...`` and ``/apis/<group>/<version>/...``, namespaced or not, with the ``status`` and
 ``scale`` subresources; GET (get, list, watch), POST, PUT, PATCH (JSON, merge, strategic merge,
-apply) and DELETE (one or a collection). Every failure answers a ``Status`` body.
+apply) and DELETE (one or a collection). Every failure answers a ``Status`` body. A request body
+over ``MAX_REQUEST_BODY_BYTES`` is refused with 413 before it is decoded, as a real server does.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from deepseek_operator.testing.selectors import FieldSelector, LabelSelector, Se
 from deepseek_operator.testing.store import Store, rfc3339
 from deepseek_operator.testing.watch import Watcher, WatchHub
 
-__all__ = ["Api"]
+__all__ = ["MAX_REQUEST_BODY_BYTES", "Api"]
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -37,6 +38,9 @@ APPLY_PATCH = "application/apply-patch+yaml"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 _SUBRESOURCES_OF_NAMESPACES = ("status", "finalize")
 _WATCH_TIMEOUT_S = 1800.0
+MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
+"""kube-apiserver's ``MaxRequestBodyBytes`` (3 MiB, twice etcd's limit to allow for JSON being larger
+than the protobuf stored): a longer body gets 413 "Request entity too large: limit is 3145728"."""
 
 
 @dataclass(frozen=True)
@@ -296,7 +300,12 @@ class Api:
     # --- writes ----------------------------------------------------------------------------
 
     async def _body(self, request: web.Request) -> Any:
-        raw = await request.read()
+        try:
+            raw = await request.read()  # the application's client_max_size is MAX_REQUEST_BODY_BYTES
+        except web.HTTPRequestEntityTooLarge:
+            raise ApiError.request_entity_too_large(MAX_REQUEST_BODY_BYTES) from None
+        if len(raw) > MAX_REQUEST_BODY_BYTES:
+            raise ApiError.request_entity_too_large(MAX_REQUEST_BODY_BYTES)
         if request.content_type == PROTOBUF:
             try:
                 return protobuf.decode(raw)
@@ -436,7 +445,7 @@ class Api:
         if live is None:
             merged.setdefault("metadata", {}).setdefault("name", target.name)
             obj, warnings = self.store.create(
-                rt, target.namespace, merged, dry_run=dry_run, strict=self._strict(request)
+                rt, target.namespace, merged, dry_run=dry_run, strict=self._strict(request), apply=True
             )
             return _json(obj, 201, warnings)
         if _without_managed_fields(merged) == _without_managed_fields(live) and merged["metadata"].get(
@@ -451,6 +460,7 @@ class Api:
             subresource=target.subresource,
             dry_run=dry_run,
             strict=self._strict(request),
+            apply=True,
         )
         return _json(obj, 200, warnings)
 

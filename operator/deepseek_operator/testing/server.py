@@ -25,7 +25,7 @@ from deepseek_operator.testing.admission import Admission
 from deepseek_operator.testing.apierrors import ApiError
 from deepseek_operator.testing.clock import system_clock
 from deepseek_operator.testing.gc import Collector
-from deepseek_operator.testing.handlers import Api
+from deepseek_operator.testing.handlers import MAX_REQUEST_BODY_BYTES, Api
 from deepseek_operator.testing.kubeconfig import write_kubeconfig
 from deepseek_operator.testing.resources import CRD_RESOURCE, Registry
 from deepseek_operator.testing.store import Store, WatchEvent
@@ -105,7 +105,7 @@ class ApiServer:
     # --- lifecycle on the caller's loop ------------------------------------------------------
 
     async def start_async(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES)
         app.router.add_route("*", "/{tail:.*}", self.api.handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()

@@ -6,11 +6,18 @@ spec changes only, status subresource separate from the main resource, optimisti
 (409 on a stale ``resourceVersion``), finalizers and ``deletionTimestamp`` (graceful deletion
 until the last finalizer goes), and the ``orphan``/``foregroundDeletion`` finalizers that
 propagation policies add. Each committed write becomes one ``WatchEvent``.
+
+Like etcd, the store refuses an object larger than etcd's default ``--max-request-bytes``
+(1.5 MiB), measured as compact JSON (how custom resources are stored; built-in objects, stored as
+protobuf by a real server, are measured the same way here, which overestimates them a little). As
+the API server does, a create or update that etcd refuses is tried once more without
+``managedFields``; then it fails with a 500 ``etcdserver: request is too large``.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,12 +29,14 @@ from deepseek_operator.testing.fielderrors import ErrorType, FieldError
 from deepseek_operator.testing.resources import Registry, ResourceType
 from deepseek_operator.testing.selectors import FieldSelector, LabelSelector
 
-__all__ = ["Admission", "Store", "WatchEvent", "rfc3339"]
+__all__ = ["MAX_STORED_OBJECT_BYTES", "Admission", "Store", "WatchEvent", "rfc3339", "stored_size"]
 
 # (resource type, new object, old object or None, strict field validation) -> warnings.
 # It may rewrite the new object (pruning, defaults) and raises ApiError to refuse it.
 Admission = Callable[[ResourceType, dict[str, Any], dict[str, Any] | None, bool], list[str]]
 
+MAX_STORED_OBJECT_BYTES = 1536 * 1024
+"""etcd's default ``--max-request-bytes`` (1.5 MiB): larger writes get "etcdserver: request is too large"."""
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 _SERVER_META = ("uid", "creationTimestamp", "resourceVersion", "generation", "deletionTimestamp")
@@ -47,6 +56,23 @@ class WatchEvent:
 
 def rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def stored_size(obj: Any) -> int:
+    """Bytes of an object as compact JSON (UTF-8)."""
+    return len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def _fit_in_etcd(obj: dict[str, Any], *, retry_without_managed_fields: bool) -> None:
+    """Refuse an object etcd would refuse; the API server's one retry drops ``managedFields``
+    (not for server-side apply, whose managed fields are the point)."""
+    if stored_size(obj) <= MAX_STORED_OBJECT_BYTES:
+        return
+    if retry_without_managed_fields:
+        obj["metadata"].pop("managedFields", None)
+        if stored_size(obj) <= MAX_STORED_OBJECT_BYTES:
+            return
+    raise ApiError.etcd_request_too_large()
 
 
 def _spec_of(obj: dict[str, Any], with_status: bool) -> dict[str, Any]:
@@ -145,7 +171,9 @@ class Store:
         *,
         dry_run: bool = False,
         strict: bool = False,
+        apply: bool = False,
     ) -> tuple[dict[str, Any], list[str]]:
+        """Store a new object; ``apply``: the write is a server-side apply (see ``_fit_in_etcd``)."""
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
         for name in _SERVER_META:
@@ -170,6 +198,7 @@ class Store:
             meta["generation"] = 1
         if dry_run:
             return self.present(rt, obj), warnings
+        _fit_in_etcd(obj, retry_without_managed_fields=not apply)
         return self._commit(rt, "ADDED", obj, None), warnings
 
     def update(
@@ -182,8 +211,10 @@ class Store:
         subresource: str = "",
         dry_run: bool = False,
         strict: bool = False,
+        apply: bool = False,
     ) -> tuple[dict[str, Any], list[str]]:
-        """PUT semantics: optimistic concurrency on ``metadata.resourceVersion`` when it is given."""
+        """PUT semantics: optimistic concurrency on ``metadata.resourceVersion`` when it is given;
+        ``apply``: the write is a server-side apply (see ``_fit_in_etcd``)."""
         current = self.find(rt, namespace, name)
         if current is None:
             raise ApiError.not_found(rt, name)
@@ -215,6 +246,7 @@ class Store:
             obj["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
         if dry_run:
             return self.present(rt, obj), warnings
+        _fit_in_etcd(obj, retry_without_managed_fields=not apply)
         meta = obj["metadata"]
         if (
             meta.get("deletionTimestamp")
