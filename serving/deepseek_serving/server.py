@@ -8,9 +8,10 @@ gang restarts together). On top of them this module adds what ``ServingArgs`` as
 - the replica is itself the HTTP ingress (``serve.ingress()`` with a late-bound app): the ASGI app
   is vLLM's OpenAI app (``/v1/models``, ``/v1/completions``, ``/v1/chat/completions``, SSE
   streaming, usage, OpenAI errors, ``X-Request-Id``) wrapped in ``ServingGuard`` (API key,
-  ``max_tokens`` cap, deadline), plus ``/ready``, which answers 200 only after the engine generated
-  a token. With ``RAY_SERVE_ENABLE_HA_PROXY=1`` HAProxy forwards HTTP straight to these replicas;
-  app.py records the measurements behind this layout;
+  ``max_tokens`` cap, deadline, test-only fault injection) and ``VersionHeaders`` (every response
+  names the deployment and version that answered), plus ``/ready``, which answers 200 only after
+  the engine generated a token. With ``RAY_SERVE_ENABLE_HA_PROXY=1`` HAProxy forwards HTTP
+  straight to these replicas; app.py records the measurements behind this layout;
 - vLLM's metrics carry ``deployment``/``version``/``group`` labels (``metrics.labeled_stat_logger``)
   and each rank reports its queue depth to the autoscaler (``record_autoscaling_stats``);
 - on CPU, each rank of a multi-rank group binds its own core (``VLLM_CPU_OMP_THREADS_BIND``).
@@ -35,9 +36,9 @@ from ray.serve.llm.deployment import DPServer, LLMServer
 from vllm.sampling_params import SamplingParams
 from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
-from deepseek_serving.autoscaling import queue_depth_metric_name
+from deepseek_serving.autoscaling import rank_autoscaling_metrics
 from deepseek_serving.config import ServingArgs
-from deepseek_serving.http_guards import ServingGuard, openai_error
+from deepseek_serving.http_guards import ServingGuard, VersionHeaders, openai_error, wrap_middleware_stack
 from deepseek_serving.llm_config import cpu_binding_for_rank
 from deepseek_serving.metrics import RankLoad, ServingLabels, labeled_stat_logger
 
@@ -98,8 +99,23 @@ class _RankServerMixin:
         await super().__init__(llm_config, engine_cls=engine_factory)  # type: ignore[call-arg, misc]
 
     async def record_autoscaling_stats(self) -> dict[str, float]:
-        """Ray Serve custom autoscaling metric: this rank's running + waiting requests."""
-        return {queue_depth_metric_name(self._group): float(self._load.queue_depth)}
+        """Ray Serve custom autoscaling metrics of this rank (``autoscaling.rank_autoscaling_metrics``):
+        running and waiting requests, slots, KV-cache usage and the arrivals counter."""
+        load = self._load
+        engine_client = getattr(getattr(self, "engine", None), "_engine_client", None)
+        scheduler_config = getattr(getattr(engine_client, "vllm_config", None), "scheduler_config", None)
+        max_num_seqs = getattr(scheduler_config, "max_num_seqs", None) or self._args.engine_args.get(
+            "max_num_seqs"
+        )
+        return rank_autoscaling_metrics(
+            self._group,
+            running=load.running,
+            waiting=load.waiting,
+            kv_usage=load.kv_usage,
+            arrivals_total=load.arrivals_total,
+            max_num_seqs=int(max_num_seqs) if max_num_seqs else None,
+            admission_limit=self._args.limits.max_concurrent_requests_per_rank,
+        )
 
     async def __serve_build_asgi_app__(self) -> FastAPI:
         app: FastAPI = await super().__serve_build_asgi_app__()  # type: ignore[misc]
@@ -112,6 +128,14 @@ class _RankServerMixin:
             api_key=self._api_key,
             max_tokens=limits.max_tokens,
             request_timeout_s=limits.request_timeout_s,
+            fault_injection=self._args.fault_injection,
+        )
+        # Outermost, so every response says which version answered (the guard's errors too).
+        wrap_middleware_stack(
+            app,
+            functools.partial(
+                VersionHeaders, deployment=self._args.deployment_name, version=self._args.version_name
+            ),
         )
         return app
 

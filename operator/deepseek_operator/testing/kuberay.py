@@ -8,6 +8,15 @@ cascades through garbage collection), hands the Serve config to a ``ServeBackend
 ``observedGeneration``, ``activeServiceStatus``/``pendingServiceStatus`` with per-application
 and per-deployment statuses, and the ``Ready``/``UpgradeInProgress`` conditions.
 
+It also answers Ray's dashboard Serve API per RayService, as KubeRay reads it from the head
+Service on port 8265: ``GET <dashboard_url>/api/serve/applications/`` returns the
+``ServeInstanceDetails`` JSON (``applications.<app>.deployments.<deployment>`` with ``status``,
+``message``, ``target_num_replicas``, ``replicas[].state``, ...) of that RayService's applications,
+from ``ServeBackend.serve_details``. ``KubeRayStandIn.dashboard_url_template`` is
+``http://127.0.0.1:<port>/{namespace}/{name}`` (a cluster's is
+``http://<name>-head-svc.<namespace>.svc:8265``); the head Service carries the RayService's URL in
+its ``testing.deepseek.serving.dev/dashboard-url`` annotation.
+
 Differences from KubeRay (by design; the operator under test only sees the API objects):
 - no RayCluster objects, Pods or head/worker processes: every RayService shares one local Ray,
   and ``rayClusterConfig`` (images, resources, worker groups) is stored but not acted on;
@@ -19,13 +28,28 @@ Differences from KubeRay (by design; the operator under test only sees the API o
   is in the serve Service's ``testing.deepseek.serving.dev/url`` annotation; applications get
   the driver's working directory on ``PYTHONPATH`` (the image's code, on a cluster);
 - ``numServeEndpoints`` is 1 once the applications first ran (one local proxy), not a pod count;
-- no Events, no ``RayService`` validation webhook, no ``upgradeStrategy`` handling.
+- no Events, no ``RayService`` validation webhook, no ``upgradeStrategy`` handling;
+- the dashboard is a facade on one local port, not a dashboard per Ray head: it serves only
+  ``GET /{namespace}/{name}/api/serve/applications/`` (no PUT/DELETE, no other dashboard API;
+  query parameters such as KubeRay's ``api_type=declarative`` are ignored, every application
+  here being declarative). It answers 404 for a RayService the stand-in does not know (not
+  reconciled yet, deleted, or in a namespace it does not watch) and Ray's empty answer
+  (``"applications": {}``) while nothing is deployed. In an answer, the application names and
+  route prefixes (also in ``deployed_app_config``, the topology and the target groups) are the
+  RayService's own; the rest is the one shared Serve's: controller, proxies, HTTP options, and
+  with the real backend the replicas' actor names and log paths (``<namespace>--<name>--<app>``)
+  and the ``PYTHONPATH`` in a deployment's ``ray_actor_options.runtime_env``;
+- Ray 2.60 itself never fills ``deployments.*.autoscaling_detail`` (an experimental field), so
+  neither does the facade with the real backend: the autoscaler's decisions show as a
+  deployment's ``UPSCALING``/``DOWNSCALING`` status (``status_trigger`` ``AUTOSCALING``, a
+  message such as ``"Upscaling from 2 to 4 replicas."``) and its ``target_num_replicas``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.server
 import json
 import logging
 import os
@@ -36,7 +60,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import yaml
 
@@ -44,11 +68,14 @@ from deepseek_operator.testing.clock import system_clock
 from deepseek_operator.testing.store import rfc3339
 
 __all__ = [
+    "DASHBOARD_URL_ANNOTATION",
+    "SERVE_DETAILS_PATH",
     "URL_ANNOTATION",
     "AppState",
     "KubeRayStandIn",
     "ServeBackend",
     "compute_status",
+    "empty_serve_details",
     "find_kuberay_crds",
     "render_services",
 ]
@@ -57,7 +84,10 @@ log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayservices"
 URL_ANNOTATION = "testing.deepseek.serving.dev/url"
+DASHBOARD_URL_ANNOTATION = "testing.deepseek.serving.dev/dashboard-url"
 MANAGER = "kuberay-standin"
+SERVE_DETAILS_PATH: Final = "/api/serve/applications/"
+"""Ray's dashboard route for ``ServeInstanceDetails`` (KubeRay's ``ServeDetailsPath``)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +116,18 @@ class ServeBackend(Protocol):
 
     def url(self, key: str) -> str:
         """The HTTP base URL this RayService's applications are served under."""
+
+    def serve_details(self, key: str) -> dict[str, Any]:
+        """Ray's ``GET /api/serve/applications/`` body (``ServeInstanceDetails`` as JSON) for ``key``.
+
+        Only ``key``'s applications, named and routed as in its serveConfigV2;
+        ``empty_serve_details()`` when nothing is deployed. JSON types only (str, not enums).
+        """
+
+
+def empty_serve_details() -> dict[str, Any]:
+    """What Ray's dashboard answers when no Serve application runs (``get_empty_schema_dict``)."""
+    return {"controller_info": {}, "proxies": {}, "applications": {}, "target_capacity": None}
 
 
 def find_kuberay_crds() -> Path | None:
@@ -119,8 +161,14 @@ def _owner(rayservice: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_services(rayservice: Mapping[str, Any], url: str) -> list[dict[str, Any]]:
-    """The head and serve Services KubeRay creates for a RayService (ports as KubeRay's)."""
+def render_services(
+    rayservice: Mapping[str, Any], url: str, *, dashboard_url: str | None = None
+) -> list[dict[str, Any]]:
+    """The head and serve Services KubeRay creates for a RayService (ports as KubeRay's).
+
+    ``url`` (the applications' local base URL) is annotated on the serve Service and
+    ``dashboard_url`` (the stand-in's dashboard facade for this RayService) on the head Service.
+    """
     name = rayservice["metadata"]["name"]
     cluster = cluster_name(rayservice)
     head_ports = [
@@ -131,14 +179,17 @@ def render_services(rayservice: Mapping[str, Any], url: str) -> list[dict[str, A
         {"name": "serve", "port": 8000, "targetPort": 8000, "protocol": "TCP"},
     ]
     common = {"ray.io/cluster": cluster, "app.kubernetes.io/created-by": "kuberay-operator"}
+    head_metadata: dict[str, Any] = {
+        "name": f"{name}-head-svc",
+        "labels": {**common, "ray.io/node-type": "head", "ray.io/identifier": f"{cluster}-head"},
+        "ownerReferences": [_owner(rayservice)],
+    }
+    if dashboard_url:
+        head_metadata["annotations"] = {DASHBOARD_URL_ANNOTATION: dashboard_url}
     head = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": f"{name}-head-svc",
-            "labels": {**common, "ray.io/node-type": "head", "ray.io/identifier": f"{cluster}-head"},
-            "ownerReferences": [_owner(rayservice)],
-        },
+        "metadata": head_metadata,
         "spec": {
             "clusterIP": "None",
             "selector": {"ray.io/cluster": cluster, "ray.io/node-type": "head"},
@@ -267,6 +318,7 @@ class KubeRayStandIn:
         resync_s: float = 0.5,
         clock: Callable[[], datetime] = system_clock,
         namespaces: Collection[str] = (),
+        dashboard_port: int = 0,
     ) -> None:
         """
         Parameters:
@@ -275,6 +327,8 @@ class KubeRayStandIn:
             resync_s: how often every RayService is reconciled (Serve's progress is polled).
             namespaces: only these (KubeRay's ``--watch-namespace``); empty means all. Two
                 stand-ins on one API server must not share a namespace, as two KubeRays must not.
+            dashboard_port: local port of the dashboard facade (0: a free one); it is bound here,
+                so ``dashboard_url_template`` is known before ``start``.
         """
         from kubernetes import client, config
 
@@ -289,14 +343,29 @@ class KubeRayStandIn:
         self._clock = clock
         self._deployed: dict[str, str] = {}  # RayService key -> digest of the deployed serve config
         self._active: set[str] = set()  # RayServices whose applications all ran once
+        self._known: frozenset[str] = frozenset()  # RayServices seen by the last pass (dashboard)
         self._stop = threading.Event()
         self._wake: queue.Queue[None] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._dashboard = _DashboardServer(("127.0.0.1", dashboard_port), self._serve_details)
+
+    @property
+    def dashboard_url_template(self) -> str:
+        """``http://127.0.0.1:<port>/{namespace}/{name}``: a RayService's dashboard base URL once
+        formatted (``template.format(namespace=..., name=...)``); Serve's API is under
+        ``SERVE_DETAILS_PATH``."""
+        return f"http://127.0.0.1:{self._dashboard.server_address[1]}/{{namespace}}/{{name}}"
+
+    def dashboard_url(self, key: str) -> str:
+        """The dashboard base URL of RayService ``key`` (``ns/name``)."""
+        namespace, name = key.split("/", 1)
+        return self.dashboard_url_template.format(namespace=namespace, name=name)
 
     def start(self) -> KubeRayStandIn:
         for target, name in (
             (self._watch_loop, "kuberay-watch"),
             (self._reconcile_loop, "kuberay-reconcile"),
+            (self._dashboard.serve_forever, "kuberay-dashboard"),
         ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -306,9 +375,18 @@ class KubeRayStandIn:
     def stop(self) -> None:
         self._stop.set()
         self._wake.put(None)
+        if self._threads:  # shutdown() waits for serve_forever, which only runs once started
+            self._dashboard.shutdown()
+        self._dashboard.server_close()
         for thread in self._threads:
             thread.join(timeout=10)
         self._api_client.close()
+
+    def _serve_details(self, key: str) -> dict[str, Any] | None:
+        """The dashboard's answer for ``key``; None for a RayService this stand-in does not know."""
+        if key not in self._known:
+            return None
+        return self.backend.serve_details(key)
 
     def __enter__(self) -> KubeRayStandIn:
         return self.start()
@@ -360,6 +438,7 @@ class KubeRayStandIn:
             key = f"{rayservice['metadata']['namespace']}/{rayservice['metadata']['name']}"
             present.add(key)
             self.reconcile(key, rayservice)
+        self._known = frozenset(present)
         for key in (self.backend.deployed() | set(self._deployed)) - present:
             self.backend.delete(key)
             self._deployed.pop(key, None)
@@ -373,6 +452,7 @@ class KubeRayStandIn:
             self.backend.deploy(key, config)
             self._deployed[key] = digest
         self._ensure_services(rayservice, self.backend.url(key))
+        self._known |= {key}  # the dashboard answers from the first pass on
         apps = self.backend.status(key)
         wanted = [str(app.get("name", "default")) for app in config.get("applications") or []]
         if wanted and all(name in apps and apps[name].status == "RUNNING" for name in wanted):
@@ -389,9 +469,54 @@ class KubeRayStandIn:
 
     def _ensure_services(self, rayservice: Mapping[str, Any], url: str) -> None:
         namespace = rayservice["metadata"]["namespace"]
-        for service in render_services(rayservice, url):
+        key = f"{namespace}/{rayservice['metadata']['name']}"
+        for service in render_services(rayservice, url, dashboard_url=self.dashboard_url(key)):
             try:
                 self._core.create_namespaced_service(namespace, service, field_manager=MANAGER)
             except self._exceptions as err:
                 if err.status != 409:
                     raise
+
+
+class _DashboardServer(http.server.ThreadingHTTPServer):
+    """Ray's dashboard Serve API (``GET /{namespace}/{name}/api/serve/applications/``), per RayService."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], details: Callable[[str], dict[str, Any] | None]) -> None:
+        super().__init__(address, _DashboardHandler)
+        self.details = details
+
+
+_DASHBOARD_PATH = re.compile(r"^/(?P<namespace>[^/]+)/(?P<name>[^/]+)" + re.escape(SERVE_DETAILS_PATH) + "$")
+
+
+class _DashboardHandler(http.server.BaseHTTPRequestHandler):
+    server: _DashboardServer
+
+    def do_GET(self) -> None:
+        match = _DASHBOARD_PATH.match(self.path.partition("?")[0])
+        if match is None:
+            self._send(404, b"404: Not Found", "text/plain")
+            return
+        key = f"{match['namespace']}/{match['name']}"
+        try:
+            details = self.server.details(key)
+        except Exception as error:  # Serve's controller unreachable: Ray answers 503 too
+            log.warning("dashboard facade: Serve details for %s failed", key, exc_info=True)
+            self._send(503, f"Failed to get a response from the controller: {error}".encode(), "text/plain")
+            return
+        if details is None:
+            self._send(404, f"404: RayService {key} not found".encode(), "text/plain")
+            return
+        self._send(200, json.dumps(details).encode(), "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("dashboard facade: " + format, *args)

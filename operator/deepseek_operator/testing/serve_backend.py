@@ -6,19 +6,101 @@ imports each ``import_path`` itself (calling application builders with ``args``)
 ``deployments`` overrides and reports per-application status, so a broken import shows up as
 ``DEPLOY_FAILED`` with Serve's own message, as on a cluster. Ray is imported lazily: importing
 ``deepseek_operator.testing`` never needs it.
+
+``serve_details`` is what Ray's dashboard answers on ``GET /api/serve/applications/`` (the Serve
+controller's ``ServeInstanceDetails``, fetched through the Serve client as the dashboard does),
+cut down to one RayService's applications and renamed back to their serveConfigV2 names and
+route prefixes (``compute_rayservice_serve_details``, pure).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from deepseek_operator.testing.kuberay import AppState
+from deepseek_operator.testing.kuberay import AppState, empty_serve_details
 from deepseek_operator.testing.process import free_port
 
-__all__ = ["RayServeBackend"]
+__all__ = ["RayServeBackend", "compute_rayservice_serve_details"]
+
+
+def _app_name(key: str, app: str) -> str:
+    namespace, name = key.split("/", 1)
+    return f"{namespace}--{name}--{app}"
+
+
+def _route_prefix(key: str, prefix: str) -> str:
+    return f"/{key}" + ("" if prefix == "/" else prefix)
+
+
+def compute_rayservice_serve_details(
+    details: Mapping[str, Any], key: str, serve_config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One RayService's view of the shared Serve's ``ServeInstanceDetails`` JSON (pure).
+
+    Parameters:
+        details: the whole Serve instance's details as the dashboard returns them (JSON types).
+        key: the RayService, ``ns/name``.
+        serve_config: its serveConfigV2 (application names and route prefixes as written).
+
+    Returns:
+        ``details`` with only ``key``'s applications, under their serveConfigV2 names, with the
+        configured route prefixes (in ``route_prefix``, ``deployed_app_config``, the deployment
+        topology and the target groups); the Serve-wide fields (controller, proxies, HTTP options)
+        unchanged.
+    """
+    configured = {str(app.get("name", "default")): app for app in serve_config.get("applications") or []}
+    names = {_app_name(key, name): name for name in configured}
+    out: dict[str, Any] = json.loads(json.dumps(dict(details)))  # a deep copy in JSON types
+    out["applications"] = {
+        names[shared]: _rename_application(app, configured[names[shared]], names)
+        for shared, app in (out.get("applications") or {}).items()
+        if shared in names
+    }
+    if "target_groups" in out:
+        out["target_groups"] = [
+            _rename_target_group(group, key, names)
+            for group in out["target_groups"]
+            if not group.get("app_name") or group["app_name"] in names
+        ]
+    return out
+
+
+def _rename_application(
+    app: dict[str, Any], configured: Mapping[str, Any], names: Mapping[str, str]
+) -> dict[str, Any]:
+    name = names[app["name"]]
+    app["name"] = name
+    if app.get("route_prefix") is not None:
+        app["route_prefix"] = str(configured.get("route_prefix", "/"))
+    if app.get("deployed_app_config") is not None:
+        # As submitted: the RayService's own name, route prefix and runtime_env (ours added PYTHONPATH).
+        deployed = {**app["deployed_app_config"], "name": name}
+        for field in ("route_prefix", "runtime_env"):
+            deployed.pop(field, None)
+            if field in configured:
+                deployed[field] = configured[field]
+        app["deployed_app_config"] = deployed
+    topology = app.get("deployment_topology")
+    if topology is not None:
+        topology["app_name"] = names.get(topology.get("app_name", ""), topology.get("app_name"))
+        for node in (topology.get("nodes") or {}).values():
+            node["app_name"] = names.get(node.get("app_name", ""), node.get("app_name"))
+            for outbound in node.get("outbound_deployments") or []:
+                if outbound.get("app_name") in names:
+                    outbound["app_name"] = names[outbound["app_name"]]
+    return app
+
+
+def _rename_target_group(group: dict[str, Any], key: str, names: Mapping[str, str]) -> dict[str, Any]:
+    if group.get("app_name") in names:
+        prefix = str(group.get("route_prefix", ""))
+        group["app_name"] = names[group["app_name"]]
+        group["route_prefix"] = prefix.removeprefix(f"/{key}") or "/"
+    return group
 
 
 class RayServeBackend:
@@ -79,8 +161,7 @@ class RayServeBackend:
 
     @staticmethod
     def app_name(key: str, app: str) -> str:
-        namespace, name = key.split("/", 1)
-        return f"{namespace}--{name}--{app}"
+        return _app_name(key, app)
 
     def url(self, key: str) -> str:
         return f"http://127.0.0.1:{self.http_port}/{key}"
@@ -89,7 +170,7 @@ class RayServeBackend:
         prefix = str(app.get("route_prefix", "/"))
         rewritten = dict(app)
         rewritten["name"] = self.app_name(key, str(app.get("name", "default")))
-        rewritten["route_prefix"] = f"/{key}" + ("" if prefix == "/" else prefix)
+        rewritten["route_prefix"] = _route_prefix(key, prefix)
         runtime_env = dict(app.get("runtime_env") or {})
         env_vars = dict(runtime_env.get("env_vars") or {})
         env_vars.setdefault("PYTHONPATH", self._python_path)
@@ -143,3 +224,14 @@ class RayServeBackend:
             }
             out[name] = AppState(str(overview.status.value), str(overview.message or ""), deployments)
         return out
+
+    def serve_details(self, key: str) -> dict[str, Any]:
+        from ray.serve.context import _get_global_client
+
+        with self._lock:
+            config = self._configs.get(key)
+        client = _get_global_client(raise_if_no_controller_running=False)
+        if not config or client is None:
+            return empty_serve_details()
+        # What the dashboard's GET /api/serve/applications/ returns: the controller's details.
+        return compute_rayservice_serve_details(client.get_serve_details(), key, config)
