@@ -84,6 +84,18 @@ class Cluster:
     def ray_service_names(self) -> set[str]:
         return set(self.ray_services())
 
+    def ray_services_by_version(self, deployment: str) -> dict[str, dict[str, Any]]:
+        """The deployment's RayServices by version name (the operator names them by revision)."""
+        found = {}
+        for item in self.ray_services().values():
+            labels = item["metadata"].get("labels") or {}
+            if labels.get(f"{GROUP}/deployment") == deployment:
+                found[labels[f"{GROUP}/version"]] = item
+        return found
+
+    def ray_service_of(self, deployment: str, version: str) -> dict[str, Any]:
+        return self.ray_services_by_version(deployment)[version]
+
     def events(self, name: str) -> list[Any]:
         return [
             e for e in self.core.list_namespaced_event(self.namespace).items if e.involved_object.name == name

@@ -24,9 +24,10 @@ def test_tiny_model_is_served_through_the_operator(cluster: Cluster, environment
     status = cluster.deployment("tiny")["status"]
     assert status["observedGeneration"] == created["metadata"]["generation"]
     assert (status["currentVersion"], status["phase"]) == ("v1", "Serving")
-    assert cluster.ray_service_names() == {"tiny-v1"}
+    assert set(cluster.ray_services_by_version("tiny")) == {"v1"}
+    ray_service = cluster.ray_service_of("tiny", "v1")["metadata"]["name"]
 
-    base = cluster.service_base_url("tiny-v1-serve-svc")
+    base = cluster.service_base_url(f"{ray_service}-serve-svc")
     with cluster.http() as http:
         models = http.get(f"{base}/v1/models")
         assert models.status_code == 200, models.text

@@ -18,6 +18,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import kopf
 from prometheus_client import start_http_server
 
@@ -26,6 +27,7 @@ from deepseek_operator.api import constants
 from deepseek_operator.k8s.cache import ObjectCache
 from deepseek_operator.k8s.client import KubeClient
 from deepseek_operator.k8s.connect import connect
+from deepseek_operator.k8s.serve_api import ServeObserver
 from deepseek_operator.metrics import RECONCILE_SECONDS, RECONCILES
 from deepseek_operator.reconcile import Reconciler
 from deepseek_operator.render import RenderConfig
@@ -39,9 +41,10 @@ MANAGED = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
 CHILD_RESOURCES = (
     ("ray.io", "v1", "rayservices"),
     ("v1", "services"),
-    ("v1", "configmaps"),
     ("gateway.networking.k8s.io", "v1", "httproutes"),
 )
+"""Watched with a server-side label selector: only what the operator manages. ConfigMaps are
+watched whole: the ones a deployment names in its spec are the user's, not labelled by us."""
 
 
 def _now() -> datetime:
@@ -75,6 +78,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         cache=ObjectCache(),
         render_config=RenderConfig(**SETTINGS.render.model_dump()),
         now=_now,
+        serve=ServeObserver(SETTINGS.ray.dashboard_url_template, ttl_seconds=SETTINGS.ray.serve_ttl_seconds),
+        prometheus=httpx.AsyncClient(timeout=SETTINGS.analysis.timeout_seconds),
+        namespace_label=SETTINGS.analysis.namespace_label,
+        settle_seconds=SETTINGS.reconcile.settle_seconds,
     )
 
     async def timed_reconcile(key: Key) -> float | None:
@@ -105,6 +112,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.queue_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await memo.queue_task
+    await memo.reconciler.serve.close()
+    await memo.reconciler.prometheus.aclose()
     await memo.api_client.close()
 
 
@@ -120,12 +129,26 @@ async def deployment_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.M
 
 @kopf.on.event("ray.io", "v1", "rayservices", labels=MANAGED)
 @kopf.on.event("v1", "services", labels=MANAGED)
-@kopf.on.event("v1", "configmaps", labels=MANAGED)
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED)
 async def child_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = memo.cache.drop_child(body) if event["type"] == "DELETED" else memo.cache.put_child(body)
     if owner is not None:
         memo.queue.add(owner)
+
+
+@kopf.on.event("v1", "configmaps")
+async def config_map_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Our expert maps are children; a ConfigMap a deployment names is its input: either way, the
+    deployment is reconciled at once."""
+    deleted = event["type"] == "DELETED"
+    labels = body.get("metadata", {}).get("labels") or {}
+    if labels.get(constants.LABEL_MANAGED_BY) == constants.MANAGED_BY:
+        owner = memo.cache.drop_child(body) if deleted else memo.cache.put_child(body)
+        if owner is not None:
+            memo.queue.add(owner)
+    referencing = memo.cache.drop_config_map(body) if deleted else memo.cache.put_config_map(body)
+    for key in referencing:
+        memo.queue.add(key)
 
 
 @kopf.timer(constants.GROUP, constants.VERSION, constants.PLURAL, interval=SETTINGS.reconcile.resync_seconds)

@@ -10,9 +10,11 @@ checks both directions: each request is allowed by these rules, and each rule wa
 Notes on the verbs:
 - server-side apply is a PATCH, and the API server authorizes an apply that creates the object as
   `create` too: every applied kind needs both;
-- the operator reads its children from kopf's label-selected watches (`list`, `watch`), never with
-  a GET; the only GET is of the ConfigMap a deployment names as its architecture;
-- it deletes only what carries a version label (a retired version's RayService and expert map);
+- the operator reads its children from kopf's label-selected watches (`list`, `watch`); it GETs
+  an object only before creating it (one it did not label may already hold the name: never taken
+  over) and a ConfigMap a deployment names the first time (then the ConfigMap watch keeps it);
+- it deletes only what carries a version label (a retired version's RayService and expert map),
+  with a uid precondition;
   the Service and HTTPRoute follow the deployment by owner reference (garbage collection);
 - kopf, cluster-wide: its resync timer runs without kopf's finalizer
   (`handlers._without_finalizer`), so deployments are never patched; kopf scans CRDs (list,
@@ -80,26 +82,29 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "ray.io",
         "rayservices",
-        ("list", "watch", "create", "patch", "delete"),
-        "watched children; applied (server-side apply creates); retired versions deleted",
+        ("get", "list", "watch", "create", "patch", "delete"),
+        "watched children; a name checked before creating; applied (server-side apply creates); "
+        "retired versions deleted",
     ),
     Permission(
         "",
         "configmaps",
         ("get", "list", "watch", "create", "patch", "delete"),
-        "architecture/loadStats refs read; expert maps watched, applied, deleted with their version",
+        "architecture/loadStats refs read and watched; expert maps watched, applied, deleted with "
+        "their version",
     ),
     Permission(
         "",
         "services",
-        ("list", "watch", "create", "patch"),
-        "the stable Service: watched and applied; owner references delete it",
+        ("get", "list", "watch", "create", "patch"),
+        "the stable Service: watched, its name checked before creating, applied; owner references "
+        "delete it",
     ),
     Permission(
         "gateway.networking.k8s.io",
         "httproutes",
-        ("list", "watch", "create", "patch"),
-        "the HTTPRoute: watched and applied; owner references delete it",
+        ("get", "list", "watch", "create", "patch"),
+        "the HTTPRoute: watched, its name checked before creating, applied; owner references delete it",
     ),
     Permission("", "events", ("create",), "one Event per decision"),
     Permission(

@@ -1,19 +1,23 @@
 """Reconcile one DeepSeekDeployment, told top to bottom (STYLE.md rule 5).
 
 1. load the resource from the watch cache (deleted ones are garbage-collected by owner refs);
-2. observe its RayServices as KubeRay reports them;
-3. validate it with the model's real config, and plan it;
-4. render the objects it needs, routing traffic to the version that serves (none until one does);
-   steps 3-4 are remembered until the spec, the ConfigMaps it names or the serving version move;
-5. apply those that changed (server-side apply; unchanged spec-hash means no write);
-6. retire RayServices of older versions once the desired one serves;
-7. compute the whole status and write it once, only if it changed;
-8. post one Event naming the pass's decisions, after the status write.
-A steady-state pass reads nothing from the API (the cache is fed by watches) and writes nothing.
+2. observe its RayServices as KubeRay and Ray Serve report them;
+3. validate, plan and render every version it lists (remembered per generation and referenced
+   ConfigMaps); a spec that cannot be served becomes status and one Warning Event;
+4. take the analysis measurements that are due, then ask the lifecycle (`rollout`) what must run,
+   where the traffic goes and what goes away;
+5. render that: each live version's RayService at its groups, the weighted routing;
+6. apply what differs from the cache (hand edits reverted, orphans adopted, names another owner
+   holds refused), then delete what the lifecycle retired;
+7. compute the whole status and write exactly what changed;
+8. post the pass's Events, after the status write.
+A steady-state pass makes no API request (the cache is fed by watches) and at most one read of
+each live version's Ray Serve view, every `serve_ttl_seconds`.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -22,172 +26,370 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kubernetes.aio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from deepseek_operator.api import constants
-from deepseek_operator.api.constants import Reason
-from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentStatus, PlanSummary
+from deepseek_operator.api.constants import ManualAction, Reason
+from deepseek_operator.api.v1alpha1 import AnalysisMeasurement, DeepSeekDeploymentStatus
+from deepseek_operator.desired import DesiredDeployment, plan_desired
 from deepseek_operator.errors import FieldError, InvalidSpec, PlanInfeasible
-from deepseek_operator.k8s.cache import ObjectCache
-from deepseek_operator.k8s.client import KubeClient
-from deepseek_operator.k8s.references import References, read_references
+from deepseek_operator.k8s.cache import ObjectCache, referenced_config_maps
+from deepseek_operator.k8s.client import KubeClient, is_refusal, refusal_message
+from deepseek_operator.k8s.drift import differs
+from deepseek_operator.k8s.observe import observe_version, version_ref_of
+from deepseek_operator.k8s.ownership import Ownership, ownership_of
+from deepseek_operator.k8s.prometheus import PrometheusError, query_value
+from deepseek_operator.k8s.serve_api import ServeObserver
 from deepseek_operator.metrics import DECISIONS
-from deepseek_operator.planner.eplb_load import ExpertLoadError, parse_expert_load
-from deepseek_operator.planner.plan import Plan, plan_deployment
-from deepseek_operator.render import RenderConfig, ray_service_name, render_deployment
-from deepseek_operator.status.compute import (
-    ObservedRayService,
-    Rejected,
-    Serving,
-    compute_status,
-    observe_ray_service,
+from deepseek_operator.modelcfg import ArchitectureContext
+from deepseek_operator.render import Backend, RenderConfig, render_routing, rescale_ray_service
+from deepseek_operator.render.limits import check_object_sizes
+from deepseek_operator.rollout import (
+    LifecycleDecision,
+    LifecycleInput,
+    ObservedVersion,
+    VersionRef,
+    decide_lifecycle,
 )
-from deepseek_operator.status.events import Decision, decide_event
-from deepseek_operator.validation import ValidatedDeployment, validate_deployment
+from deepseek_operator.rollout.analysis import QueryLabels, assess_measurement, due_measurements, step_metrics
+from deepseek_operator.status.compute import PassOutcome, Rejected, compute_status
+from deepseek_operator.status.events import Decision, decide_events
 from deepseek_operator.workqueue import Key
 
 __all__ = ["Reconciler", "status_patch"]
 
 logger = logging.getLogger(__name__)
 
+DRAIN_MARGIN_SECONDS = 10.0
+"""Beyond `requestTimeoutSeconds`: the time a gateway takes to stop routing to a version."""
+
 
 @dataclass
 class Reconciler:
-    """The reconcile loop's dependencies: the API client, the watch cache, settings and a clock."""
+    """The reconcile loop's dependencies: API client, watch cache, observers, settings, clock."""
 
     client: KubeClient
     cache: ObjectCache
     render_config: RenderConfig
     now: Callable[[], datetime]
+    serve: ServeObserver
+    prometheus: Any
+    """An `httpx.AsyncClient` for analysis queries."""
+    namespace_label: str = "namespace"
+    settle_seconds: float = 2.0
     _event_serial: itertools.count[int] = field(default_factory=itertools.count)
-    _memo: dict[Key, tuple[tuple[object, ...], Desired | Rejected]] = field(default_factory=dict)
+    _memo: dict[Key, tuple[tuple[object, ...], DesiredDeployment | Rejected]] = field(default_factory=dict)
+    _seen: dict[Key, tuple[VersionRef, datetime]] = field(default_factory=dict)
 
     async def reconcile(self, key: Key) -> float | None:
-        """One pass; returns None (watch events and the periodic resync trigger the next one)."""
+        """One pass; returns seconds until the lifecycle wants another look (None: on events)."""
         # Step 1: load.
         body = self.cache.deployment(key)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
-        log = logging.LoggerAdapter(logger, {"deployment": f"{key[0]}/{key[1]}"})
         previous = _stored_status(body)
-        applied: list[str] = []
-        deleted: list[str] = []
+        now = self.now().replace(microsecond=0)
 
-        # Steps 2-4: validate, plan, observe, render.
-        observed = self._observe(key)
-        desired = await self._desired(key, body, observed)
+        # Step 2: observe.
+        children = self._children(key, body)
+        observed = await self._observe(children)
+
+        # Step 3: what the spec asks for.
+        desired = await self._desired(key, body)
         if isinstance(desired, Rejected):
-            outcome: Rejected | Serving = desired
-        else:
-            # Steps 5-6: apply, retire.
-            applied = await self._apply(key, body, desired.objects)
-            if desired.serving_version == desired.version:
-                deleted = await self._retire_old_versions(key, desired.version)
-            outcome = Serving(
-                plan=desired.plan,
-                desired_version=desired.version,
-                groups=desired.groups,
-                ray_services=self._observe(key),
-                selector=f"{constants.LABEL_DEPLOYMENT}={key[1]},{constants.LABEL_VERSION}={desired.version}",
-            )
+            outcome = PassOutcome(observed, None, rejected=desired)
+            await self._write_status(key, body, previous, outcome, now, applied=[], deleted=[], notes=())
+            return None
 
-        # Step 7: status, written once and only when it changed.
-        status = compute_status(
-            previous,
-            outcome,
-            generation=body["metadata"].get("generation"),
-            now=self.now().replace(microsecond=0),
+        # Step 4: measure, then decide.
+        measurements = await self._measure(key, desired, previous, now)
+        decision = decide_lifecycle(
+            self._lifecycle_input(key, body, desired, previous, observed, measurements, now)
         )
-        patch = status_patch(body.get("status") or {}, status)
+
+        # Steps 5-6: render, apply, retire.
+        objects = self._render(desired, decision, children)
+        too_large = check_object_sizes(objects)
+        if too_large:
+            rejected = Rejected(
+                Reason.VALIDATION_FAILED, [FieldError("spec", str(problem)) for problem in too_large]
+            )
+            await self._write_status(
+                key, body, previous, PassOutcome(observed, None, rejected=rejected), now,
+                applied=[], deleted=[], notes=(),
+            )  # fmt: skip
+            return None
+        applied, conflicts, refused = await self._apply(key, body, children, objects)
+        deleted = await self._retire(key, children, decision)
+
+        # Steps 7-8: status and Events.
+        outcome = PassOutcome(
+            observed,
+            decision,
+            conflicts=conflicts,
+            refused=refused,
+            plan=desired.desired.plan.summary(),
+            selector=_selector(key[1], decision),
+            steps=len(desired.validated.spec.rollout.steps),
+            desired=desired.desired.ref,
+        )
+        await self._write_status(
+            key, body, previous, outcome, now, applied=applied, deleted=deleted, notes=decision.notes
+        )
+        return decision.requeue_after
+
+    def forget(self, key: Key) -> None:
+        """Drop what was remembered of a deleted deployment."""
+        self._memo.pop(key, None)
+        self._seen.pop(key, None)
+
+    # ─── step 2 ──────────────────────────────────────────────────────────────────────────────
+
+    def _children(self, key: Key, body: Mapping[str, Any]) -> list[tuple[dict[str, Any], Ownership]]:
+        """The cached children labelled for this deployment that it owns or may adopt."""
+        uid = body["metadata"].get("uid")
+        found = [(child, ownership_of(child, key[1], uid)) for child in self.cache.children(key)]
+        return [(child, owner) for child, owner in found if owner != Ownership.FOREIGN]
+
+    async def _observe(
+        self, children: list[tuple[dict[str, Any], Ownership]]
+    ) -> dict[VersionRef, ObservedVersion]:
+        observed = {}
+        for child, _ in children:
+            if child["kind"] != "RayService":
+                continue
+            ready = _kuberay_ready(child)
+            details = await self.serve.details(child) if ready else None
+            version = observe_version(child, details, now=self.now().replace(microsecond=0))
+            observed[version.ref] = version
+        return observed
+
+    # ─── step 3 ──────────────────────────────────────────────────────────────────────────────
+
+    async def _desired(self, key: Key, body: Mapping[str, Any]) -> DesiredDeployment | Rejected:
+        """Validate, plan and render every version, or reuse the result while nothing it depends on
+        moved: the spec (uid, generation) and the ConfigMaps it names."""
+        config_maps = await self._config_maps(key[0], body)
+        metadata = body["metadata"]
+        inputs = (metadata.get("uid"), metadata.get("generation"), _digest(config_maps))
+        remembered = self._memo.get(key)
+        if remembered is not None and remembered[0] == inputs:
+            return remembered[1]
+        result: DesiredDeployment | Rejected
+        try:
+            result = plan_desired(
+                body, ArchitectureContext(config_maps=config_maps.get), config_maps, self.render_config
+            )
+        except PlanInfeasible as infeasible:
+            result = Rejected(Reason.PLAN_INFEASIBLE, infeasible.errors)
+        except InvalidSpec as invalid:
+            result = Rejected(Reason.VALIDATION_FAILED, invalid.errors)
+        except (ValueError, ValidationError) as error:
+            # The renderer refused what validation let through: still the spec's problem to show.
+            result = Rejected(Reason.VALIDATION_FAILED, [FieldError("spec", str(error).splitlines()[0])])
+        self._memo[key] = (inputs, result)
+        return result
+
+    async def _config_maps(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Mapping[str, str]]:
+        """The ConfigMaps the spec names, from the cache (read once on first reference)."""
+        found: dict[str, Mapping[str, str]] = {}
+        for name in sorted(referenced_config_maps(body)):
+            known, data = self.cache.config_map(namespace, name)
+            if not known:
+                data = await self.client.read_config_map(namespace, name)
+                self.cache.remember_config_map(namespace, name, data)
+            if data is not None:
+                found[name] = data
+        return found
+
+    # ─── step 4 ──────────────────────────────────────────────────────────────────────────────
+
+    async def _measure(
+        self, key: Key, desired: DesiredDeployment, previous: DeepSeekDeploymentStatus, now: datetime
+    ) -> list[AnalysisMeasurement]:
+        """The analysis measurements due now (Prometheus queries; failures are `Error`s)."""
+        spec = desired.validated.spec
+        rollout = previous.rollout
+        if rollout is None or rollout.analysis is None or spec.rollout.analysis is None:
+            return []
+        steps = spec.rollout.steps
+        if rollout.analysis.step_index >= len(steps):
+            return []
+        metrics = step_metrics(spec.rollout, steps[rollout.analysis.step_index])
+
+        def labels(version: str, revision: str | None) -> QueryLabels:
+            return QueryLabels(key[0], key[1], version, revision or "", self.namespace_label)
+
+        due = due_measurements(
+            metrics,
+            rollout.analysis,
+            canary=labels(rollout.canary_version, rollout.canary_revision),
+            stable=labels(rollout.stable_version, rollout.stable_revision),
+            now=now,
+        )
+        address = spec.rollout.analysis.prometheus.address
+        measurements = []
+        for request in due:
+            try:
+                canary = await query_value(self.prometheus, address, request.canary_query)
+                stable = (
+                    await query_value(self.prometheus, address, request.stable_query)
+                    if request.stable_query
+                    else None
+                )
+                measurements.append(assess_measurement(request.metric, canary, stable, now=now))
+            except PrometheusError as error:
+                measurements.append(assess_measurement(request.metric, None, None, now=now, error=str(error)))
+        return measurements
+
+    def _lifecycle_input(
+        self,
+        key: Key,
+        body: Mapping[str, Any],
+        desired: DesiredDeployment,
+        previous: DeepSeekDeploymentStatus,
+        observed: Mapping[VersionRef, ObservedVersion],
+        measurements: list[AnalysisMeasurement],
+        now: datetime,
+    ) -> LifecycleInput:
+        spec = desired.validated.spec
+        target = desired.desired.ref
+        seen = self._seen.get(key)
+        if seen is None or seen[0] != target:
+            seen = self._seen[key] = (target, now)
+        annotations = body["metadata"].get("annotations") or {}
+        return LifecycleInput(
+            desired=target,
+            desired_spec=desired.desired.spec,
+            renderable=frozenset(version.ref for version in desired.versions),
+            groups=desired.groups,
+            rollout=spec.rollout,
+            status=previous,
+            observed=observed,
+            actions={
+                action: annotations[action.annotation]
+                for action in ManualAction
+                if action.annotation in annotations
+            },
+            measurements=measurements,
+            drain_seconds=spec.serving.limits.request_timeout_seconds + DRAIN_MARGIN_SECONDS,
+            now=now,
+            desired_seen_at=seen[1],
+            settle_seconds=self.settle_seconds,
+        )
+
+    # ─── steps 5-6 ───────────────────────────────────────────────────────────────────────────
+
+    def _render(
+        self,
+        desired: DesiredDeployment,
+        decision: LifecycleDecision,
+        children: list[tuple[dict[str, Any], Ownership]],
+    ) -> list[dict[str, Any]]:
+        """Each live version's objects at its groups; a version the spec no longer renders keeps
+        the content it runs and only changes size; then the routing."""
+        running = {version_ref_of(child): child for child, _ in children if child["kind"] == "RayService"}
+        objects: list[dict[str, Any]] = []
+        backends = []
+        for live in decision.live:
+            version = desired.find(live.ref)
+            current = running.get(live.ref)
+            if version is not None and live.groups is not None:
+                rendered = desired.render(version, live.groups)
+                objects += rendered.objects
+                name = rendered.ray_service["metadata"]["name"]
+            elif current is not None:
+                if live.groups is not None:
+                    objects.append(_managed_part(rescale_ray_service(current, live.groups)))
+                name = current["metadata"]["name"]
+            else:
+                continue
+            backends.append(Backend(live.ref, name, live.weight))
+        return [*objects, *render_routing(desired.validated, backends)]
+
+    async def _apply(
+        self,
+        key: Key,
+        owner: Mapping[str, Any],
+        children: list[tuple[dict[str, Any], Ownership]],
+        objects: list[dict[str, Any]],
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Apply what differs from what the cluster holds; returns what was applied, the names
+        another owner holds, and the objects the API server refused."""
+        applied: list[str] = []
+        conflicts: list[str] = []
+        refused: list[str] = []
+        uid = owner["metadata"].get("uid")
+        for obj in objects:
+            name, kind = obj["metadata"]["name"], obj["kind"]
+            current = self.cache.child(key, kind, name)
+            ownership = ownership_of(current, key[1], uid) if current is not None else None
+            if current is None:
+                # Not ours (not labelled, or not cached yet): never take over another owner's object.
+                current = await self.client.get(obj)
+                ownership = ownership_of(current, key[1], uid) if current is not None else None
+            if ownership == Ownership.FOREIGN:
+                assert current is not None
+                conflicts.append(f"{kind} {name} exists and belongs to {_owner_words(current)}")
+                continue
+            if current is not None and ownership == Ownership.OURS and not differs(obj, current):
+                continue
+            try:
+                self.cache.put_child(await self.client.apply(obj, owner=owner))
+            except ApiException as error:
+                if not is_refusal(error):
+                    raise  # transient (5xx, 429, timeouts): the work queue retries with backoff
+                refused.append(f"{kind} {name} refused by the API server: {refusal_message(error)}")
+                continue
+            what = "adopted" if ownership == Ownership.ORPHAN else "corrected" if current is not None else ""
+            applied.append(f"{kind}/{name}" + (f" ({what})" if what else ""))
+        return applied, conflicts, refused
+
+    async def _retire(
+        self, key: Key, children: list[tuple[dict[str, Any], Ownership]], decision: LifecycleDecision
+    ) -> list[str]:
+        """Delete the objects of retired versions (only those this deployment owns)."""
+        retired = set(decision.retire)
+        deleted = []
+        for child, ownership in children:
+            if ownership != Ownership.OURS or version_ref_of(child) not in retired:
+                continue
+            await self.client.delete(child)
+            self.cache.drop_child(child)
+            if child["kind"] == "RayService":
+                self.serve.forget(key[0], child["metadata"]["name"])
+            deleted.append(f"{child['kind']}/{child['metadata']['name']}")
+        return deleted
+
+    # ─── steps 7-8 ───────────────────────────────────────────────────────────────────────────
+
+    async def _write_status(
+        self,
+        key: Key,
+        body: Mapping[str, Any],
+        previous: DeepSeekDeploymentStatus,
+        outcome: PassOutcome,
+        now: datetime,
+        *,
+        applied: list[str],
+        deleted: list[str],
+        notes: Any,
+    ) -> None:
+        status = compute_status(previous, outcome, generation=body["metadata"].get("generation"), now=now)
+        patch = status_patch(body.get("status") or {}, status.to_dict())
         if patch:
             await self.client.patch_status(key[0], key[1], patch)
             # Write through: a pass that runs before the watch delivers this write must not
             # compare against the old status and write (and announce) the same change again.
             self.cache.put_deployment({**body, "status": status.to_dict()})
-
-        # Step 8: one Event for the pass's decisions, after the status is stored.
-        decision = decide_event(previous, status, applied=applied, deleted=deleted)
-        if decision is not None:
+        log = logging.LoggerAdapter(logger, {"deployment": f"{key[0]}/{key[1]}"})
+        for decision in decide_events(previous, status, applied=applied, deleted=deleted, notes=notes):
             DECISIONS.labels(reason=decision.reason.value).inc()
             log.info(
                 "%s: %s", decision.reason.value, decision.message, extra={"reason": decision.reason.value}
             )
-            await self.client.post_event(lambda: self._event(body, decision))
-        return None
-
-    def forget(self, key: Key) -> None:
-        """Drop what was remembered of a deleted deployment."""
-        self._memo.pop(key, None)
-
-    async def _desired(
-        self, key: Key, body: Mapping[str, Any], observed: Mapping[str, ObservedRayService]
-    ) -> Desired | Rejected:
-        """Validate, plan and render, or reuse the last pass's result when nothing it depends on
-        moved: the spec (its generation), the ConfigMaps it names, and which version serves.
-        Most passes are caused by our own writes or the resync; they cost a lookup, not a plan."""
-        references = await read_references(self.client, key[0], body)
-        metadata = body["metadata"]
-        inputs = (metadata.get("uid"), metadata.get("generation"), references.digest)
-        remembered = self._memo.get(key)
-        if remembered is not None and remembered[0] == inputs:
-            result = remembered[1]
-            if isinstance(result, Rejected) or result.serving_version == _serving_version(
-                observed, result.version
-            ):
-                return result
-        result = self._plan_and_render(body, references, observed)
-        self._memo[key] = (inputs, result)
-        return result
-
-    def _plan_and_render(
-        self, body: Mapping[str, Any], references: References, observed: Mapping[str, ObservedRayService]
-    ) -> Desired | Rejected:
-        try:
-            validated = validate_deployment(body, references.architecture_context())
-            plan = _plan(validated, references)
-        except PlanInfeasible as infeasible:
-            return Rejected(Reason.PLAN_INFEASIBLE, infeasible.errors)
-        except InvalidSpec as invalid:
-            return Rejected(Reason.VALIDATION_FAILED, invalid.errors)
-        version = validated.spec.desired_version.name
-        serving = _serving_version(observed, version)
-        rendered = render_deployment(validated, plan, self.render_config, serving_version=serving)
-        return Desired(version, serving, plan.summary(), plan.groups, rendered.objects)
-
-    def _observe(self, key: Key) -> dict[str, ObservedRayService]:
-        observed = (observe_ray_service(body) for body in self.cache.children(key, "RayService"))
-        return {ray_service.version: ray_service for ray_service in observed}
-
-    async def _apply(
-        self, key: Key, owner: Mapping[str, Any], objects: tuple[dict[str, Any], ...]
-    ) -> list[str]:
-        """Apply objects whose spec-hash differs from what the cache holds; returns what was applied."""
-        applied = []
-        for obj in objects:
-            name, kind = obj["metadata"]["name"], obj["kind"]
-            current = self.cache.child(key, kind, name)
-            wanted = obj["metadata"]["annotations"][constants.ANNOTATION_SPEC_HASH]
-            if current is not None and _annotation(current, constants.ANNOTATION_SPEC_HASH) == wanted:
-                continue
-            # Record the applied object at once: the next pass must not re-apply before the watch
-            # event that carries it arrives.
-            self.cache.put_child(await self.client.apply(obj, owner=owner))
-            applied.append(f"{kind}/{name}")
-        return applied
-
-    async def _retire_old_versions(self, key: Key, desired: str) -> list[str]:
-        """Delete RayServices (and their expert maps) of versions the desired one replaced."""
-        deleted = []
-        keep = {ray_service_name(key[1], desired), f"{ray_service_name(key[1], desired)}-expert-map"}
-        for child in self.cache.children(key):
-            labels = child["metadata"].get("labels") or {}
-            version = labels.get(constants.LABEL_VERSION)
-            if version is None or version == desired or child["metadata"]["name"] in keep:
-                continue
-            await self.client.delete(child)
-            self.cache.drop_child(child)
-            deleted.append(f"{child['kind']}/{child['metadata']['name']}")
-        return deleted
+            await self.client.post_event(functools.partial(self._event, body, decision))
 
     def _event(self, body: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
         metadata = body["metadata"]
@@ -221,49 +423,18 @@ class Reconciler:
         }
 
 
-@dataclass(frozen=True)
-class Desired:
-    """What the spec asks for, rendered for the version that serves now."""
-
-    version: str
-    serving_version: str | None
-    plan: PlanSummary
-    groups: int
-    objects: tuple[dict[str, Any], ...]
-
-
-def _plan(validated: ValidatedDeployment, references: References) -> Plan:
-    """Plan, from the expert-load statistics the spec names (uniform without)."""
-    reference = validated.spec.parallelism.eplb.load_stats
-    if reference is None:
-        return plan_deployment(validated)
-    path = "spec.parallelism.eplb.loadStats"
-    data = references.config_maps.get(reference.name)
-    if data is None or reference.key not in data:
-        message = f"ConfigMap {reference.name!r} key {reference.key!r} not found"
-        raise InvalidSpec([FieldError(f"{path}.name", message)])
-    arch = validated.architecture
-    try:
-        load = parse_expert_load(
-            data[reference.key], num_layers=arch.num_moe_layers, num_logical_experts=arch.n_routed_experts
-        )
-    except ExpertLoadError as error:
-        raise InvalidSpec([FieldError(path, f"ConfigMap {reference.name!r}: {error}")]) from None
-    return plan_deployment(validated, expert_load=load, load_source=f"ConfigMap {reference.name}")
-
-
-def _serving_version(observed: Mapping[str, ObservedRayService], desired: str) -> str | None:
-    """The version that takes traffic: the desired one once ready, else any ready older one."""
-    if desired in observed and observed[desired].ready:
-        return desired
-    return next((version for version, ray_service in sorted(observed.items()) if ray_service.ready), None)
-
-
-def status_patch(stored: Mapping[str, Any], status: DeepSeekDeploymentStatus) -> dict[str, Any]:
-    """A merge patch from `stored` to `status`: changed fields, and nulls for fields now unset."""
-    desired = status.to_dict()
-    patch = {name: value for name, value in desired.items() if stored.get(name) != value}
-    patch.update({name: None for name in stored if name not in desired})
+def status_patch(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) from `stored` to `desired`, at every depth: changed values,
+    and nulls for keys now unset (lists are replaced whole, as merge patches do)."""
+    patch: dict[str, Any] = {name: None for name in stored if name not in desired}
+    for name, value in desired.items():
+        old = stored.get(name)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            nested = status_patch(old, value)
+            if nested:
+                patch[name] = nested
+        elif name not in stored or old != value:
+            patch[name] = value
     return patch
 
 
@@ -275,6 +446,40 @@ def _stored_status(body: Mapping[str, Any]) -> DeepSeekDeploymentStatus:
         return DeepSeekDeploymentStatus()
 
 
-def _annotation(body: Mapping[str, Any], name: str) -> str | None:
-    value = (body.get("metadata", {}).get("annotations") or {}).get(name)
-    return str(value) if value is not None else None
+def _kuberay_ready(ray_service: Mapping[str, Any]) -> bool:
+    conditions = (ray_service.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _managed_part(ray_service: Mapping[str, Any]) -> dict[str, Any]:
+    """What we apply of a RayService read back from the cluster: our fields, no server fields."""
+    metadata = ray_service["metadata"]
+    return {
+        "apiVersion": ray_service["apiVersion"],
+        "kind": ray_service["kind"],
+        "metadata": {
+            key: metadata[key] for key in ("name", "namespace", "labels", "annotations") if key in metadata
+        },
+        "spec": ray_service["spec"],
+    }
+
+
+def _selector(deployment: str, decision: LifecycleDecision) -> str:
+    labels = f"{constants.LABEL_DEPLOYMENT}={deployment}"
+    if decision.stable is None:
+        return labels
+    return f"{labels},{constants.LABEL_VERSION}={decision.stable.name}"
+
+
+def _owner_words(body: Mapping[str, Any]) -> str:
+    references = (body.get("metadata") or {}).get("ownerReferences") or []
+    controller = next((ref for ref in references if ref.get("controller")), None)
+    if controller is not None:
+        return f"{controller.get('kind')} {controller.get('name')}"
+    return "no DeepSeekDeployment (created by someone else)"
+
+
+def _digest(
+    config_maps: Mapping[str, Mapping[str, str]],
+) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    return tuple(sorted((name, tuple(sorted(data.items()))) for name, data in config_maps.items()))

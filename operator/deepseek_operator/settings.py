@@ -37,6 +37,30 @@ class ReconcileSettings(BaseModel):
     """First retry delay after a failed reconcile; doubles per failure."""
     backoff_max_seconds: float = Field(default=300.0, gt=0)
     """Longest retry delay."""
+    settle_seconds: float = Field(default=2.0, ge=0)
+    """A new version's RayService is created once the spec has not moved for this long: ten edits
+    in two seconds start one RayService of GPUs, not ten."""
+
+
+class RaySettings(BaseModel):
+    """How the operator reads Ray Serve's view of each RayService (as KubeRay does)."""
+
+    dashboard_url_template: str = "http://{name}-head-svc.{namespace}.svc:8265"
+    """Base URL of a RayService's Ray dashboard; `{name}` is the RayService, `{namespace}` its
+    namespace (KubeRay's head Service exposes the dashboard on 8265)."""
+    serve_ttl_seconds: float = Field(default=10.0, gt=0)
+    """How long one reading of Ray Serve's replicas is reused."""
+
+
+class AnalysisSettings(BaseModel):
+    """Canary analysis queries."""
+
+    namespace_label: str = "namespace"
+    """The label the cluster's Prometheus puts a scraped pod's namespace in (kube-prometheus and
+    ServiceMonitors: `namespace`); empty when it puts none (queries then match by deployment,
+    version and revision only)."""
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    """Timeout of one Prometheus query."""
 
 
 class RenderSettings(BaseModel):
@@ -116,6 +140,8 @@ class OperatorSettings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     render: RenderSettings = Field(default_factory=RenderSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     peering: PeeringSettings = Field(default_factory=PeeringSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)

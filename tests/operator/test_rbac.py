@@ -95,6 +95,7 @@ def _run_deployment_life(api: Any, kubeconfig: Path, directory: Path, audit: Aud
     }
     spec["resources"] = {"gpuType": "H100", "gpusPerNode": 2}
     spec["serving"]["httpRoute"] = {"parentRefs": [{"name": "gateway"}]}
+    spec["serving"]["limits"] = {"requestTimeoutSeconds": 1}  # a short drain of the old version
 
     certs = make_certs(directory)
     configuration = f"{peering}.{GROUP}"
@@ -122,10 +123,10 @@ def _run_deployment_life(api: Any, kubeconfig: Path, directory: Path, audit: Aud
         eventually(lambda: serving("v2"), timeout=30)
 
         def retired() -> bool:
-            names = {cm.metadata.name for cm in core.list_namespaced_config_map(namespace).items}
-            return "tiny-v1-expert-map" not in names and "tiny-v2-expert-map" in names
+            maps = core.list_namespaced_config_map(namespace, label_selector=f"{GROUP}/deployment=tiny").items
+            return {cm.metadata.labels[f"{GROUP}/version"] for cm in maps} == {"v2"}
 
-        eventually(retired, timeout=30)
+        eventually(retired, timeout=45)
     # Stopped (SIGTERM): kopf's clean-up requests are in the log too.
     return Run(list(audit.requests), configuration, operator.output)
 

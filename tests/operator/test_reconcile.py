@@ -30,9 +30,14 @@ SERVER_FIELDS = (
 )
 
 
+DRAIN_S = 11  # requestTimeoutSeconds 1 + the operator's 10 s route-propagation margin
+
+
 def _tiny(namespace: str) -> dict[str, Any]:
     document = copy.deepcopy(example("tiny-local"))
     document["metadata"]["namespace"] = namespace
+    # A version leaving the route drains for the longest request: keep the tests' drains short.
+    document["spec"].setdefault("serving", {}).setdefault("limits", {})["requestTimeoutSeconds"] = 1
     return document
 
 
@@ -55,7 +60,7 @@ def test_create_serves_and_steady_state_writes_nothing(
         created = cluster.create_deployment(_tiny(cluster.namespace))
         status = eventually(lambda: _serving(cluster, "tiny", "v1"))
 
-        ray_service = cluster.ray_services()["tiny-v1"]
+        ray_service = cluster.ray_service_of("tiny", "v1")
         (owner,) = ray_service["metadata"]["ownerReferences"]
         assert (owner["kind"], owner["uid"], owner["controller"]) == (
             "DeepSeekDeployment",
@@ -81,7 +86,7 @@ def test_create_serves_and_steady_state_writes_nothing(
         time.sleep(5)
         assert (
             cluster.deployment("tiny")["metadata"]["resourceVersion"],
-            cluster.ray_services()["tiny-v1"]["metadata"]["resourceVersion"],
+            cluster.ray_service_of("tiny", "v1")["metadata"]["resourceVersion"],
         ) == versions
         assert len(cluster.events("tiny")) == events
     assert runner.exception is None, runner.output
@@ -94,7 +99,7 @@ def test_operator_applies_exactly_what_dsd_render_prints(
     with operator():
         cluster.create_deployment(document)
         eventually(lambda: _serving(cluster, "tiny", "v1"))
-        applied = cluster.ray_services()["tiny-v1"]
+        applied = cluster.ray_service_of("tiny", "v1")
     validated = validate_deployment(document, ArchitectureContext(base_dir=EXAMPLES))
     (rendered,) = render_deployment(validated, plan_deployment(validated)).of_kind("RayService")
     for field in SERVER_FIELDS:
@@ -111,8 +116,8 @@ def test_new_version_starts_beside_the_old_and_replaces_it(
     with operator():
         cluster.create_deployment(document)
         eventually(lambda: _serving(cluster, "tiny", "v1"))
-        failing_v2 = f"{cluster.namespace}/tiny-v2"
-        instant_serve.failing.add(failing_v2)
+        failing_v2 = (cluster.namespace, "tiny", "v2")
+        instant_serve.failing_versions.add(failing_v2)
         versions = [*document["spec"]["versions"], {"name": "v2", "engineArgs": {"max_num_seqs": 4}}]
         cluster.patch_spec("tiny", {"versions": versions})
 
@@ -122,48 +127,64 @@ def test_new_version_starts_beside_the_old_and_replaces_it(
             assert (status["phase"], status["currentVersion"]) == ("Degraded", "v1"), status
             return status
 
-        status = eventually(degraded)
+        eventually(degraded)
         assert "engine failed to start" in cluster.condition("tiny", "Degraded")["message"]
         assert cluster.condition("tiny", "Ready")["status"] == "True"
-        assert set(cluster.ray_services()) == {"tiny-v1", "tiny-v2"}
+        assert set(cluster.ray_services_by_version("tiny")) == {"v1", "v2"}
 
-        # v2 recovers: it takes over and v1 is retired.
-        instant_serve.failing.discard(failing_v2)
+        # v2 recovers: it takes over; v1 leaves the route, drains, then goes.
+        instant_serve.failing_versions.discard(failing_v2)
         status = eventually(lambda: _serving(cluster, "tiny", "v2"))
-        eventually(lambda: set(cluster.ray_services()) == {"tiny-v2"})
         assert status["observedGeneration"] == cluster.deployment("tiny")["metadata"]["generation"]
+        assert [(t["version"], t["role"], t["weight"]) for t in status["traffic"]] == [
+            ("v2", "Stable", 100),
+            ("v1", "Draining", 0),
+        ]
         service = cluster.core.read_namespaced_service("tiny", cluster.namespace)
         assert service.spec.selector["deepseek.serving.dev/version"] == "v2"
+        eventually(lambda: set(cluster.ray_services_by_version("tiny")) == {"v2"}, timeout=DRAIN_S + 10)
+        (history,) = cluster.deployment("tiny")["status"]["history"]
+        assert (history["version"], history["fromVersion"], history["outcome"]) == ("v2", "v1", "Promoted")
 
 
-def test_engine_args_and_groups_change_the_running_version_in_place(
+def test_groups_change_in_place_and_engine_args_roll_out(
     operator: Callable[[], KopfRunner], cluster: Cluster, instant_serve: InstantServe
 ) -> None:
     document = _tiny(cluster.namespace)
     with operator():
         cluster.create_deployment(document)
         eventually(lambda: _serving(cluster, "tiny", "v1"))
-        version = {**document["spec"]["versions"][0], "engineArgs": {"max_num_seqs": 4}}
-        cluster.patch_spec("tiny", {"versions": [version], "groups": 2})
+        before = cluster.ray_service_of("tiny", "v1")
 
-        def updated() -> dict[str, Any]:
-            ray_service = cluster.ray_services()["tiny-v1"]
+        # More groups: the same RayService, resized (its revision is its content, groups aside).
+        cluster.patch_spec("tiny", {"groups": 2})
+
+        def resized() -> dict[str, Any]:
+            ray_service = cluster.ray_service_of("tiny", "v1")
             args = yaml.safe_load(ray_service["spec"]["serveConfigV2"])["applications"][0]["args"]
-            assert (args["engineArgs"]["max_num_seqs"], args["groups"]) == (4, 2), args
+            assert args["groups"] == 2, args
             return ray_service
 
-        ray_service = eventually(updated)
+        ray_service = eventually(resized)
+        assert ray_service["metadata"]["name"] == before["metadata"]["name"]
         workers = ray_service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
-        assert workers["replicas"] == 2
-        deployment = cluster.deployment("tiny")
-        eventually(
-            lambda: (
-                cluster.deployment("tiny")["status"]["observedGeneration"]
-                == deployment["metadata"]["generation"]
-            )
-        )
-        assert cluster.deployment("tiny")["status"]["desiredGroups"] == 2
-        assert set(cluster.ray_services()) == {"tiny-v1"}
+        assert (workers["replicas"], workers["numOfHosts"]) == (2, 1)
+        eventually(lambda: cluster.deployment("tiny")["status"]["desiredGroups"] == 2)
+
+        # Other engine arguments: a new revision of v1, rolled out beside the old one.
+        version = {**document["spec"]["versions"][0], "engineArgs": {"max_num_seqs": 4}}
+        cluster.patch_spec("tiny", {"versions": [version]})
+
+        def rolled_out() -> dict[str, Any]:
+            status = _serving(cluster, "tiny", "v1")
+            (stable,) = [t for t in status["traffic"] if t["role"] == "Stable"]
+            assert stable["rayService"] != before["metadata"]["name"], status["traffic"]
+            return stable
+
+        stable = eventually(rolled_out)
+        args = yaml.safe_load(cluster.ray_services()[stable["rayService"]]["spec"]["serveConfigV2"])
+        assert args["applications"][0]["args"]["engineArgs"]["max_num_seqs"] == 4
+        eventually(lambda: set(cluster.ray_services()) == {stable["rayService"]}, timeout=DRAIN_S + 10)
 
 
 def test_invalid_change_is_rejected_without_touching_what_serves(
@@ -172,7 +193,7 @@ def test_invalid_change_is_rejected_without_touching_what_serves(
     with operator():
         cluster.create_deployment(_tiny(cluster.namespace))
         eventually(lambda: _serving(cluster, "tiny", "v1"))
-        served = cluster.ray_services()["tiny-v1"]["metadata"]["resourceVersion"]
+        served = cluster.ray_service_of("tiny", "v1")["metadata"]["resourceVersion"]
         cluster.patch_spec("tiny", {"model": {"maxModelLen": 10**6}})
 
         def rejected() -> dict[str, Any]:
@@ -184,7 +205,8 @@ def test_invalid_change_is_rejected_without_touching_what_serves(
         assert "spec.model.maxModelLen: 1000000 exceeds max_position_embeddings=4096" in degraded["message"]
         warnings = [e for e in cluster.events("tiny") if e.type == "Warning"]
         assert [e.reason for e in warnings] == ["ValidationFailed"]
-        assert cluster.ray_services()["tiny-v1"]["metadata"]["resourceVersion"] == served
+        assert cluster.ray_service_of("tiny", "v1")["metadata"]["resourceVersion"] == served
+        assert cluster.condition("tiny", "Ready")["status"] == "True"  # ready means serves
 
 
 def test_restart_converges_and_delete_cleans_up(

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from deepseek_operator.cli import app
 from deepseek_operator.modelcfg import ArchitectureContext
 from deepseek_operator.planner.plan import plan_deployment
-from deepseek_operator.render import RenderedDeployment, render_deployment
+from deepseek_operator.render import RenderedDeployment, ray_service_name, render_deployment
 from deepseek_operator.render.serving_args import model_location
+from deepseek_operator.rollout import VersionRef
 from deepseek_operator.testing.openapi import validate_custom_resource
 from deepseek_operator.validation import validate_deployment
 from deepseek_serving.config import ServingArgs
@@ -74,7 +75,9 @@ def test_serving_args_carry_the_plan() -> None:
 def test_worker_pods_hold_whole_groups_of_gpus() -> None:
     (ray_service,) = _render("deepseek-r1-h100").of_kind("RayService")
     (workers,) = ray_service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
-    assert (workers["replicas"], workers["minReplicas"], workers["maxReplicas"]) == (2, 2, 8)
+    # A replica is a whole group of 2 nodes (KubeRay multi-host), between 1 and 4 groups.
+    assert (workers["replicas"], workers["minReplicas"], workers["maxReplicas"]) == (1, 1, 4)
+    assert workers["numOfHosts"] == 2
     container = workers["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert workers["template"]["spec"]["tolerations"] == [
@@ -132,22 +135,45 @@ def test_expert_map_configmap_and_http_route() -> None:
     (config_map,) = rendered.of_kind("ConfigMap")
     expert_map = json.loads(config_map["data"]["expert-map.json"])
     assert len(expert_map["physicalToLogical"]) == 58
+    (ray_service,) = rendered.of_kind("RayService")
+    assert config_map["metadata"]["name"] == f"{ray_service['metadata']['name']}-expert-map"
     (route,) = rendered.of_kind("HTTPRoute")
     assert route["spec"]["rules"][0]["backendRefs"] == [
-        {"name": "r1-v2-serve-svc", "port": 8000, "weight": 100}
+        {"name": f"{ray_service['metadata']['name']}-serve-svc", "port": 8000, "weight": 100}
     ]
     assert _render("deepseek-r1-h200").of_kind("HTTPRoute") == []
 
 
-def test_spec_hash_moves_with_the_spec_only() -> None:
-    def hashes(changes: dict[str, Any]) -> list[str]:
-        return [
-            obj["metadata"]["annotations"]["deepseek.serving.dev/spec-hash"]
-            for obj in _render("tiny-local", changes).objects
-        ]
+def _ray_service_name(changes: dict[str, Any]) -> str:
+    (ray_service,) = _render("tiny-local", changes).of_kind("RayService")
+    return str(ray_service["metadata"]["name"])
 
-    assert hashes({}) == hashes({})
-    assert hashes({"spec.versions[0].engineArgs.max_num_seqs": 4})[0] != hashes({})[0]
+
+def test_a_revision_is_the_content_group_counts_aside() -> None:
+    name = _ray_service_name({})
+    assert name == _ray_service_name({})
+    assert name.startswith("tiny-v1-")
+    # Scaling is an in-place update of the same RayService...
+    assert _ray_service_name({"spec.groups": 2}) == name
+    # ...any other change of what runs is a new revision, rolled out beside the old one.
+    assert _ray_service_name({"spec.versions[0].engineArgs.max_num_seqs": 4}) != name
+    assert _ray_service_name({"spec.model.maxModelLen": 1024}) != name
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param(("a", "b-v1"), ("a-b", "v1"), id="dash-in-either-name"),
+        pytest.param(("x" * 30, "v1"), ("x" * 30, "v2"), id="names-cut-to-fit"),
+    ],
+)
+def test_names_never_collide_and_fit_kuberay(first: tuple[str, str], second: tuple[str, str]) -> None:
+    names = {
+        ray_service_name(deployment, VersionRef(version, "0abc1234"))
+        for deployment, version in (first, second)
+    }
+    assert len(names) == 2
+    assert all(len(name) <= 40 and name[-1] != "-" for name in names)
 
 
 def test_dsd_render_prints_the_same_objects() -> None:

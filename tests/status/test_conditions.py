@@ -65,7 +65,7 @@ def test_foreign_conditions_are_kept_after_owned_ones() -> None:
 
 def test_one_event_per_pass_named_after_its_most_important_decision() -> None:
     from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentStatus
-    from deepseek_operator.status.events import decide_event
+    from deepseek_operator.status.events import decide_events
 
     waiting = DeepSeekDeploymentStatus(
         conditions=set_condition(
@@ -90,11 +90,10 @@ def test_one_event_per_pass_named_after_its_most_important_decision() -> None:
             now=T1,
         ),
     )
-    decision = decide_event(waiting, ready, applied=["Service/tiny"], deleted=[])
-    assert decision is not None
+    (decision,) = decide_events(waiting, ready, applied=["Service/tiny"], deleted=[])
     assert (decision.type, decision.reason, decision.message) == (
         "Normal",
         "Ready",
         "v1 is serving; applied Service/tiny",
     )
-    assert decide_event(ready, ready, applied=[], deleted=[]) is None
+    assert decide_events(ready, ready, applied=[], deleted=[]) == []

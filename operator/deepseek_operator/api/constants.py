@@ -24,9 +24,28 @@ FIELD_MANAGER = "deepseek-operator"
 # Labels and annotations put on every object the operator renders.
 LABEL_DEPLOYMENT = f"{GROUP}/deployment"
 LABEL_VERSION = f"{GROUP}/version"
+LABEL_REVISION = f"{GROUP}/revision"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "deepseek-operator"
-ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
+
+
+class ManualAction(StrEnum):
+    """Rollout actions a person takes with an annotation (or `dsd rollout …`):
+    `kubectl annotate dsd NAME deepseek.serving.dev/<action>=<new value> --overwrite`. Each value is
+    acted on once (`status.acknowledgedActions` remembers the last one)."""
+
+    PROMOTE = "promote"
+    """Skip the current pause, or accept an inconclusive analysis."""
+    PROMOTE_FULL = "promote-full"
+    """Skip every remaining step."""
+    ABORT = "abort"
+    """Traffic back to the stable version; the canary drains and is removed."""
+    RETRY = "retry"
+    """Start an aborted or rolled-back rollout again."""
+
+    @property
+    def annotation(self) -> str:
+        return f"{GROUP}/{self.value}"
 
 
 class ConditionType(StrEnum):
@@ -41,16 +60,40 @@ class ConditionStatus(StrEnum):
     UNKNOWN = "Unknown"
 
 
+class Phase(StrEnum):
+    """`status.phase`: one word for people (and `kubectl get dsd`)."""
+
+    PENDING = "Pending"
+    DEPLOYING = "Deploying"
+    SERVING = "Serving"
+    ROLLING_OUT = "RollingOut"
+    PAUSED = "Paused"
+    ROLLED_BACK = "RolledBack"
+    DEGRADED = "Degraded"
+    INVALID = "Invalid"
+    INFEASIBLE = "Infeasible"
+
+
 class Reason(StrEnum):
     """CamelCase reasons carried by conditions."""
 
     INITIALIZING = "Initializing"
     VALIDATION_FAILED = "ValidationFailed"
     PLAN_INFEASIBLE = "PlanInfeasible"
+    NAME_CONFLICT = "NameConflict"
+    """A child's name is taken by an object this deployment does not own."""
+    APPLY_REFUSED = "ApplyRefused"
+    """The API server refused a child (invalid, too large, its kind not installed, forbidden)."""
     WAITING_FOR_RAY_SERVICE = "WaitingForRayService"
     SERVING = "Serving"
     ROLLING_OUT = "RollingOut"
+    ROLLOUT_PAUSED = "RolloutPaused"
+    ANALYZING = "Analyzing"
+    ANALYSIS_FAILED = "AnalysisFailed"
+    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"
     SCALING = "Scaling"
     STABLE = "Stable"
     RAY_SERVICE_UNHEALTHY = "RayServiceUnhealthy"
@@ -61,12 +104,18 @@ class EventReason(StrEnum):
     """Reasons of the Kubernetes Events the operator posts, one per decision."""
 
     VALIDATION_FAILED = "ValidationFailed"
+    NAME_CONFLICT = "NameConflict"
     PLANNED = "Planned"
     APPLIED = "Applied"
+    DRIFT_CORRECTED = "DriftCorrected"
+    ADOPTED = "Adopted"
     READY = "Ready"
     DEGRADED = "Degraded"
     SCALED = "Scaled"
+    ROLLOUT_STARTED = "RolloutStarted"
     ROLLOUT_STEP = "RolloutStep"
+    ROLLOUT_PAUSED = "RolloutPaused"
+    ANALYSIS = "Analysis"
     ROLLOUT_PROMOTED = "RolloutPromoted"
     ROLLOUT_ABORTED = "RolloutAborted"
     ROLLED_BACK = "RolledBack"

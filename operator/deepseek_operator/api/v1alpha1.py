@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler
 from pydantic.alias_generators import to_camel
@@ -28,8 +28,10 @@ from deepseek_operator.api.rules import CrossFieldRule
 from deepseek_operator.quantity import QUANTITY_PATTERN
 
 __all__ = [
+    "AnalysisMeasurement",
     "AnalysisMetric",
     "AnalysisSpec",
+    "AnalysisStatus",
     "AnalysisStep",
     "ApiModel",
     "ArchitectureSource",
@@ -41,6 +43,7 @@ __all__ = [
     "DeepSeekDeploymentSpec",
     "DeepSeekDeploymentStatus",
     "EplbSpec",
+    "FaultInjectionSpec",
     "HistoryEntry",
     "HttpRouteSpec",
     "ModelSpec",
@@ -77,9 +80,21 @@ MAX_VERSIONS = 16
 MAX_STEPS = 64
 MAX_METRICS = 16
 MAX_TOLERATIONS = 32
+MAX_MEASUREMENTS_PER_METRIC = 20
+"""Every measurement of the current analysis is kept in status: at most 16 metrics × 20."""
 # `<deployment>-<version>` names a RayService; KubeRay derives longer names (head service,
 # RayCluster) from it, so it must stay short. See validation.check_object_names.
 MAX_VERSION_NAME_LENGTH = 20
+# Free-form maps get a key limit the CRD enforces (`maxProperties`); `validation._check_sizes`
+# checks the same counts and, what a structural schema cannot express, their size in bytes.
+MAX_ENGINE_ARGS = 128
+"""Keys of one version's `engineArgs`: vLLM 0.32 has 255 engine arguments, deployments set ~10."""
+MAX_INLINE_CONFIG_KEYS = 256
+"""Top-level keys of an inline `config.json`: DeepSeek V2/V3 configs have 34 to 46."""
+MAX_NODE_SELECTOR_LABELS = 64
+"""Labels a GPU worker pod's `nodeSelector` may require."""
+MAX_LABEL_VALUE_LENGTH = 63
+"""A Kubernetes label value (a pod's `nodeSelector` values must be valid label values)."""
 
 
 def _count_set(*values: object) -> int:
@@ -156,8 +171,10 @@ class ArchitectureSource(ApiModel):
 
     catalog: str | None = Field(default=None, max_length=63)
     """Name of a built-in architecture (`dsd catalog` lists them), e.g. `deepseek-r1`."""
-    config: dict[str, Any] | None = None
-    """The `config.json` mapping inline."""
+    config: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"maxProperties": MAX_INLINE_CONFIG_KEYS}
+    )
+    """The `config.json` mapping inline (at most 256 top-level keys and 256 KiB as JSON)."""
     config_map_ref: ConfigMapKeyRef | None = None
     """A ConfigMap key holding `config.json`."""
     path: str | None = Field(default=None, min_length=1, max_length=4096)
@@ -168,7 +185,7 @@ class ArchitectureSource(ApiModel):
 class TokenizerSpec(ApiModel):
     """Tokenizer overrides; by default the tokenizer is loaded from the model source."""
 
-    source: str | None = Field(default=None, pattern=MODEL_SOURCE_PATTERN)
+    source: str | None = Field(default=None, pattern=MODEL_SOURCE_PATTERN, max_length=4096)
     """Load the tokenizer from another source (same URI schemes as `model.source`)."""
     mode: Literal["auto", "slow"] = "auto"
     """vLLM `tokenizer_mode`."""
@@ -201,6 +218,15 @@ class ModelSpec(ApiModel):
 # ─── spec.versions ───────────────────────────────────────────────────────────────────────────
 
 
+class FaultInjectionSpec(ApiModel):
+    """TEST ONLY: deliberate failures of one version's generation requests."""
+
+    error_percent: float = Field(default=0.0, ge=0, le=100)
+    """Share of completion and chat requests answered with HTTP 500, in percent."""
+    delay_seconds: float = Field(default=0.0, ge=0, le=600)
+    """Latency added before each completion or chat request reaches the engine."""
+
+
 class VersionSpec(ApiModel):
     """One version of the serving stack. The last entry of `versions` is the desired one; the one
     before it is what a canary rolls out from."""
@@ -211,9 +237,15 @@ class VersionSpec(ApiModel):
     """Serving image (Ray + vLLM + `deepseek_serving`); defaults to the operator's configured image."""
     model_revision: str | None = Field(default=None, min_length=1, max_length=255)
     """Model revision (branch, tag or commit) overriding the one in `model.source`."""
-    engine_args: dict[str, Any] = Field(default_factory=dict)
-    """Extra vLLM engine arguments (`AsyncEngineArgs` names, snake_case), passed through verbatim.
-    Arguments the planner owns (parallel sizes, `max_model_len`, …) are rejected here."""
+    fault_injection: FaultInjectionSpec | None = None
+    """TEST ONLY: make this version answer a share of its requests with errors or add latency, to
+    rehearse a rollback (the serving application's `faultInjection`). Never in production."""
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": MAX_ENGINE_ARGS}
+    )
+    """Extra vLLM engine arguments (`AsyncEngineArgs` names, snake_case), passed through verbatim;
+    names and value types are checked against the serving image's vLLM. Arguments the planner owns
+    (parallel sizes, `max_model_len`, …) are rejected here. At most 128 keys and 64 KiB as JSON."""
 
 
 # ─── spec.parallelism ────────────────────────────────────────────────────────────────────────
@@ -240,7 +272,15 @@ class EplbSpec(ApiModel):
     redundant_experts: int = Field(default=0, ge=0, le=1024)
     """Extra physical expert slots per MoE layer, filled with copies of the busiest experts."""
     policy: Literal["auto", "hierarchical", "global"] = "auto"
-    """Placement policy of the initial expert map; `auto` picks by the shape of the group."""
+    """Placement policy of the expert map: `auto` keeps, per MoE layer, the candidate with the least
+    predicted step time; `hierarchical` (replicas on their group's node) or `global` (anywhere)
+    restrict the candidates to that family."""
+    optimize_for: Literal["decode", "prefill"] = "decode"
+    """Engine step the placement is judged by: `decode` (few tokens per GPU: a replica costs a
+    weight read) or `prefill` (a full token budget per GPU: compute and all-to-all volume)."""
+    tokens_per_gpu: int | None = Field(default=None, ge=1, le=1_048_576)
+    """Tokens each GPU contributes to one step of that kind; default 128 for decode, the engine's
+    `max_num_batched_tokens` (8192 unless set) for prefill."""
     load_stats: ConfigMapKeyRef | None = None
     """Expert-load statistics (documented format, see docs) to plan the initial map from;
     uniform load when absent."""
@@ -331,14 +371,16 @@ class ResourcesSpec(ApiModel):
     gpu_type: str | None = Field(default=None, max_length=63)
     """Known GPU type (A100, H100, H200, H20, B200, MI300X, …); sets the memory when `gpuMemory`
     is not given."""
-    gpu_memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
+    gpu_memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN, max_length=64)
     """Usable memory of one GPU as a quantity, e.g. `80Gi`; overrides the `gpuType` default."""
     cpus_per_gpu: int = Field(default=8, ge=1, le=256)
     """CPU cores reserved per GPU (per rank)."""
-    memory_per_gpu: str = Field(default="64Gi", pattern=QUANTITY_PATTERN)
+    memory_per_gpu: str = Field(default="64Gi", pattern=QUANTITY_PATTERN, max_length=64)
     """Host memory reserved per GPU (per rank)."""
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    """Node labels GPU worker pods must match."""
+    node_selector: dict[str, Annotated[str, Field(max_length=MAX_LABEL_VALUE_LENGTH)]] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": MAX_NODE_SELECTOR_LABELS}
+    )
+    """Node labels GPU worker pods must match (at most 64)."""
     tolerations: list[Toleration] = Field(default_factory=list, max_length=MAX_TOLERATIONS)
     """Tolerations of GPU worker pods."""
     priority_class_name: str | None = Field(default=None, max_length=253)
@@ -401,7 +443,7 @@ class PauseStep(ApiModel):
 class AnalysisStep(ApiModel):
     """Measure the canary with Prometheus; a failed analysis rolls back."""
 
-    metrics: list[str] = Field(default_factory=list, max_length=MAX_METRICS)
+    metrics: list[Annotated[str, Field(max_length=63)]] = Field(default_factory=list, max_length=MAX_METRICS)
     """Names of `rollout.analysis.metrics` to evaluate; all of them when empty."""
 
 
@@ -421,15 +463,18 @@ class CanaryStep(ApiModel):
     )
 
     set_weight: int | None = Field(default=None, ge=0, le=100)
-    """Percent of requests sent to the new version."""
+    """Percent of requests sent to the new version. The canary first runs the groups that share
+    needs (a group carries 1/N of the traffic, N the groups the stable version ran when the
+    rollout started), and the weight never runs ahead of its ready groups."""
     pause: PauseStep | None = None
     """Hold the current weight for a while or until promoted."""
     analysis: AnalysisStep | None = None
-    """Evaluate metrics; continue on success, roll back on failure."""
+    """Evaluate metrics at the current weight; continue on success, roll back on failure."""
 
 
 class AnalysisMetric(ApiModel):
-    """A PromQL measurement with a threshold: the canary passes while the value is on the right side."""
+    """A PromQL measurement of the canary, judged against an absolute threshold, against the stable
+    version measured over the same window, or both (then both must hold)."""
 
     cross_field_rules = (
         CrossFieldRule(
@@ -439,24 +484,46 @@ class AnalysisMetric(ApiModel):
                 None if _count_set(s.builtin, s.query) == 1 else "set exactly one of builtin, query"
             ),
         ),
+        CrossFieldRule(
+            cel="has(self.threshold) || has(self.stableTolerance)",
+            message="set threshold, stableTolerance or both",
+            check=lambda s: (
+                None
+                if s.threshold is not None or s.stable_tolerance is not None
+                else "set threshold (an absolute limit), stableTolerance (relative to the stable "
+                "version) or both"
+            ),
+        ),
     )
 
     name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)
     """Name referenced by analysis steps."""
     builtin: Literal["errorRate", "ttftP50", "ttftP95", "itlP95", "e2eLatencyP95", "queueDepth"] | None = None
-    """A query the operator writes for the canary version's vLLM/Serve metrics."""
+    """A query the operator writes over the serving metrics of one version: `errorRate` (share of
+    HTTP 5xx answers), `ttftP50`/`ttftP95` (time to first token, s), `itlP95` (inter-token
+    latency, s), `e2eLatencyP95` (request latency, s), `queueDepth` (running + waiting requests
+    per group)."""
     query: str | None = Field(default=None, min_length=1, max_length=4096)
-    """Custom PromQL; `{{namespace}}`, `{{deployment}}` and `{{version}}` are substituted."""
-    threshold: float
-    """Limit the value is compared with."""
+    """Custom PromQL returning one number; `{{namespace}}`, `{{deployment}}`, `{{version}}` and
+    `{{window}}` (the interval, e.g. `60s`) are substituted, for the canary and, with
+    `stableTolerance`, again for the stable version."""
+    threshold: float | None = None
+    """Absolute limit the canary's value is compared with."""
+    stable_tolerance: float | None = Field(default=None, ge=0, le=100)
+    """Relative limit: the canary passes while its value is at most `1 + stableTolerance` times
+    the stable version's (`passWhen: below`), or at least `1 - stableTolerance` times it
+    (`above`), both measured over the same window. E.g. 0.2 for "no more than 20% worse"."""
     pass_when: Literal["below", "above"] = "below"
-    """The measurement passes when the value is below (latency, errors) or above the threshold."""
+    """The measurement passes when the value is below (latency, errors) or above the limit."""
     interval_seconds: int = Field(default=60, ge=5, le=86_400)
-    """Time between measurements."""
-    count: int = Field(default=3, ge=1, le=1000)
+    """Time between measurements; also the window each one covers."""
+    count: int = Field(default=3, ge=1, le=MAX_MEASUREMENTS_PER_METRIC)
     """Measurements per analysis step."""
-    failure_limit: int = Field(default=0, ge=0, le=1000)
-    """Failed measurements tolerated before the analysis fails."""
+    failure_limit: int = Field(default=0, ge=0, le=MAX_MEASUREMENTS_PER_METRIC)
+    """Failed measurements tolerated; one more fails the analysis (and rolls back)."""
+    inconclusive_limit: int = Field(default=0, ge=0, le=MAX_MEASUREMENTS_PER_METRIC)
+    """Inconclusive measurements (no data, e.g. no traffic yet) tolerated; one more pauses the
+    rollout until promoted or aborted by hand. No data is never a success."""
 
 
 class PrometheusSpec(ApiModel):
@@ -475,17 +542,19 @@ class AnalysisSpec(ApiModel):
     """The measurements."""
 
 
-def _default_steps() -> list[CanaryStep]:
-    return [
-        CanaryStep(set_weight=10),
-        CanaryStep(pause=PauseStep(duration_seconds=300)),
-        CanaryStep(set_weight=50),
-        CanaryStep(pause=PauseStep(duration_seconds=300)),
-    ]
-
-
 class RolloutSpec(ApiModel):
-    """How a new version replaces the current one: weighted canary steps, analysis, rollback."""
+    """How a new version replaces the current one: weighted canary steps, analysis, rollback.
+
+    The last entry of `versions` is the desired one; appending a version, or changing the last
+    one, starts a rollout from the version that serves (the stable one) to it. Without steps the
+    new version takes the traffic once its groups are ready (a cut-over); with steps it goes
+    through them in order. Manual control: annotate the resource (`dsd rollout promote|abort|retry`
+    does it) with `deepseek.serving.dev/promote` (skip the current pause or inconclusive analysis),
+    `deepseek.serving.dev/promote-full` (skip every remaining step), `deepseek.serving.dev/abort`
+    (send the traffic back to the stable version and remove the canary) or
+    `deepseek.serving.dev/retry` (start an aborted or rolled-back rollout again), each set to a
+    new value (e.g. the time) every time.
+    """
 
     cross_field_rules = (
         CrossFieldRule(
@@ -508,12 +577,21 @@ class RolloutSpec(ApiModel):
         ),
     )
 
-    steps: list[CanaryStep] = Field(default_factory=_default_steps, max_length=MAX_STEPS)
-    """Steps from the current version to the new one; an empty list switches at once."""
+    steps: list[CanaryStep] = Field(default_factory=list, max_length=MAX_STEPS)
+    """Steps from the stable version to the new one; none (the default) switches once the new
+    version's groups are ready."""
     analysis: AnalysisSpec | None = None
     """Metrics analysis steps evaluate."""
     auto_rollback: bool = True
-    """Roll back automatically when an analysis fails or the canary becomes unhealthy."""
+    """Roll back automatically when an analysis fails or the canary misses its progress deadline;
+    when false the rollout pauses instead, for a person to abort or promote."""
+    surge_groups: int = Field(default=1, ge=1, le=1024)
+    """Groups a rollout may run beyond the stable version's: the stable version shrinks as the
+    canary grows, so a rollout never holds more than this many extra groups of GPUs (a blue/green
+    switch would hold twice the deployment)."""
+    progress_deadline_seconds: int = Field(default=1800, ge=60, le=86_400)
+    """How long the canary may take to have its groups ready at a step (a DeepSeek-class group
+    takes minutes to load); past it the rollout rolls back (or pauses, without `autoRollback`)."""
     history_limit: int = Field(default=10, ge=1, le=100)
     """Finished rollouts kept in `status.history`."""
 
@@ -562,7 +640,7 @@ class HttpRouteSpec(ApiModel):
 
     parent_refs: list[HttpRouteParentRef] = Field(min_length=1, max_length=32)
     """Gateways to attach to."""
-    hostnames: list[str] = Field(default_factory=list, max_length=16)
+    hostnames: list[Annotated[str, Field(max_length=253)]] = Field(default_factory=list, max_length=16)
     """Host names the route answers."""
 
 
@@ -612,8 +690,10 @@ class DeepSeekDeploymentSpec(ApiModel):
     """Versions in order; the last is desired. Appending one starts a canary rollout from the one
     before it. Names are unique (the CRD declares `name` the list's map key)."""
     groups: int | None = Field(default=None, ge=0, le=1024)
-    """Data-parallel groups to run (the scale subresource's replicas). Defaults to
-    `autoscaling.minGroups`, or 1 without autoscaling."""
+    """Data-parallel groups (the scale subresource's replicas: `kubectl scale dsd NAME --replicas N`,
+    HPA or KEDA write it). Without autoscaling: exactly this many, 1 when omitted. With autoscaling:
+    the fewest the autoscaler keeps (a raised floor, e.g. to pre-warm before a known peak),
+    `minGroups` when omitted; it must lie within `minGroups..maxGroups`."""
     parallelism: ParallelismSpec = Field(default_factory=ParallelismSpec)
     """Tensor/data/expert-parallel hints and EPLB."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
@@ -677,45 +757,131 @@ class PlanSummary(ApiModel):
     """Tokens of KV cache one group holds."""
     eplb_balancedness: float | None = None
     """Mean over max GPU load of the initial expert map (1.0 is perfect)."""
+    eplb_policy: str | None = None
+    """Placement candidate chosen on most MoE layers (e.g. `hierarchical-trimmed`)."""
+    eplb_regime: str | None = None
+    """What the prediction assumes, e.g. `decode, 128 tokens/GPU on H100`."""
+    eplb_step_us: float | None = None
+    """Predicted MoE layer step of the planned map: its slowest GPU, µs, mean over layers."""
+    eplb_compute_us: float | None = None
+    """Expert compute of that slowest GPU (µs)."""
+    eplb_nvlink_us: float | None = None
+    """NVLink dispatch + combine of that slowest GPU (µs)."""
+    eplb_rdma_us: float | None = None
+    """RDMA dispatch + combine of that slowest GPU (µs)."""
+    eplb_reference_step_us: float | None = None
+    """The same prediction for vLLM's default policy (DeepSeek's EPLB) on the same load (µs)."""
 
 
 class VersionTraffic(ApiModel):
-    """Traffic share and health of one version."""
+    """One live version: its share of the traffic and its groups."""
 
     version: str
     """Version name."""
+    revision: str | None = None
+    """Hash of what the version runs (its RayService's content, group counts aside); a change of
+    the last version's content is a new revision, rolled out like a new version."""
+    role: Literal["Stable", "Canary", "Starting", "Draining"] = "Stable"
+    """Stable serves the stable share; Canary is being rolled out; Starting is a version no traffic
+    reaches yet; Draining has left the route and is deleted once its in-flight requests finished."""
     weight: int = Field(ge=0, le=100)
     """Percent of requests."""
     ray_service: str | None = None
     """RayService serving it."""
     ready_groups: int = 0
-    """Groups serving."""
+    """Groups serving: running replicas of its Ray Serve application, whole groups."""
+    desired_groups: int | None = None
+    """Groups its Ray Serve application aims for (the autoscaler's target)."""
+    queue_depth: float | None = None
+    """Running + waiting requests over its groups, as its autoscaler last saw them."""
+    draining_since: datetime | None = None
+    """When it left the route (role Draining)."""
+
+
+class AnalysisMeasurement(ApiModel):
+    """One measurement of an analysis metric."""
+
+    metric: str
+    """Metric name."""
+    phase: Literal["Successful", "Failed", "Inconclusive", "Error"]
+    """Outcome; no data is Inconclusive."""
+    value: float | None = None
+    """The canary's value."""
+    stable_value: float | None = None
+    """The stable version's value over the same window (with `stableTolerance`)."""
+    limit: float | None = None
+    """The limit the value was judged against (the tighter one when both apply)."""
+    message: str = ""
+    """Why, in words."""
+    measured_at: datetime
+    """When."""
+
+
+class AnalysisStatus(ApiModel):
+    """The analysis of the current step."""
+
+    step_index: int
+    """Index of the analysis step."""
+    phase: Literal["Running", "Successful", "Failed", "Inconclusive"] = "Running"
+    """Worst of its metrics: Failed beyond a failure limit, Inconclusive beyond an inconclusive
+    limit, Successful once every metric took its count."""
+    start_time: datetime
+    """When the analysis started."""
+    message: str = ""
+    """The deciding metric, its value and its limit."""
+    measurements: list[AnalysisMeasurement] = Field(
+        default_factory=list, max_length=MAX_METRICS * MAX_MEASUREMENTS_PER_METRIC
+    )
+    """Every measurement so far, oldest first."""
 
 
 class RolloutStatus(ApiModel):
-    """Where the current canary rollout stands."""
+    """Where the current (or the last stopped) rollout stands."""
 
-    stable_version: str | None = None
-    """Version serving before the rollout started."""
-    canary_version: str | None = None
-    """Version being rolled out."""
-    step_index: int = Field(default=0, ge=0)
-    """Index into `spec.rollout.steps` of the step in progress."""
-    step_hash: str | None = None
-    """Hash of the steps the index refers to; a change restarts the rollout."""
-    phase: Literal["Progressing", "Paused", "Analyzing", "Completed", "Aborted"] = "Progressing"
-    """Rollout phase."""
+    revision: int = Field(ge=1)
+    """Rollout number, counting every rollout of this deployment."""
+    stable_version: str
+    """Version serving when the rollout started."""
+    stable_revision: str | None = None
+    """Its revision."""
+    canary_version: str
+    """Version rolled out."""
+    canary_revision: str | None = None
+    """Its revision."""
+    phase: Literal["Progressing", "Paused", "Analyzing", "RolledBack", "Aborted"] = "Progressing"
+    """Progressing through steps; Paused (by a pause step, an inconclusive analysis, or a missed
+    deadline without autoRollback); Analyzing; RolledBack or Aborted: stopped, the stable version
+    serves, until the spec or `deepseek.serving.dev/retry` changes."""
+    reason: str | None = None
+    """CamelCase reason of a stop or of a pause that needs a person (AnalysisFailed,
+    AnalysisInconclusive, ProgressDeadlineExceeded, Aborted)."""
     message: str = ""
     """Human-readable detail."""
-    last_step_transition_time: datetime | None = None
+    step_index: int = Field(default=0, ge=0)
+    """Index into `spec.rollout.steps` of the step in progress (= the step count when promoting)."""
+    step_hash: str | None = None
+    """Hash of the steps the index refers to; edited steps restart from the first."""
+    weight: int = Field(default=0, ge=0, le=100)
+    """Canary weight the steps ask for now (the route may still be behind it while groups start)."""
+    initial_groups: int = Field(default=1, ge=0)
+    """Groups the stable version ran at the start: a group carries 1/initialGroups of the traffic."""
+    start_time: datetime
+    """When the rollout started."""
+    step_start_time: datetime
     """When the current step started."""
+    analysis: AnalysisStatus | None = None
+    """The analysis of the current step."""
 
 
 class HistoryEntry(ApiModel):
     """A finished rollout."""
 
+    revision: int = Field(ge=1)
+    """Rollout number."""
     version: str
     """Version rolled out."""
+    version_revision: str | None = None
+    """Its revision."""
     from_version: str | None = None
     """Version it replaced."""
     outcome: Literal["Promoted", "RolledBack", "Aborted"]
@@ -723,22 +889,28 @@ class HistoryEntry(ApiModel):
     reason: str = ""
     """CamelCase reason."""
     message: str = ""
-    """Detail, e.g. the failed metric."""
+    """Detail, e.g. the failed metric, its value and its limit."""
+    steps_reached: int = 0
+    """Steps completed before it ended."""
     start_time: datetime | None = None
     """When it started."""
     finish_time: datetime
     """When it ended."""
+    version_spec: VersionSpec | None = None
+    """The version as it was rolled out, so `dsd rollout undo` can make it desired again after it
+    left `spec.versions`."""
 
 
 class DeepSeekDeploymentStatus(ApiModel):
     """Observed state, written by the operator."""
 
     observed_generation: int | None = None
-    """`metadata.generation` of the last successful reconcile."""
+    """`metadata.generation` of the last reconcile."""
     conditions: list[Condition] = Field(default_factory=list, max_length=16)
     """Ready, Progressing, Degraded."""
     phase: str | None = None
-    """One-word summary for people: Pending, Deploying, Serving, RollingOut, Degraded, Invalid."""
+    """One-word summary for people: Pending, Deploying, Serving, RollingOut, Paused, RolledBack,
+    Degraded, Invalid, Infeasible."""
     message: str | None = None
     """One-line summary for people."""
     current_version: str | None = None
@@ -746,21 +918,26 @@ class DeepSeekDeploymentStatus(ApiModel):
     canary_version: str | None = None
     """Version being rolled out, if any."""
     canary_weight: int | None = Field(default=None, ge=0, le=100)
-    """Percent of requests the canary gets."""
+    """Percent of requests the canary gets now."""
+    canary_step: str | None = None
+    """Rollout step, e.g. `2/5`."""
     desired_groups: int | None = None
     """Groups wanted (scale subresource replicas)."""
     ready_groups: int | None = None
-    """Groups serving."""
+    """Groups serving, over every live version (scale subresource)."""
     selector: str | None = None
     """Label selector of the rank pods (scale subresource)."""
     plan: PlanSummary | None = None
     """The planner's decision for the desired version."""
     traffic: list[VersionTraffic] = Field(default_factory=list, max_length=MAX_VERSIONS)
-    """Traffic per version."""
+    """Live versions: weights, groups, queue depth."""
     rollout: RolloutStatus | None = None
-    """The rollout in progress."""
+    """The rollout in progress, or the last one if it stopped (rolled back or aborted)."""
     history: list[HistoryEntry] = Field(default_factory=list, max_length=100)
     """Finished rollouts, newest last."""
+    acknowledged_actions: dict[str, str] = Field(default_factory=dict)
+    """The last value of each manual-control annotation acted on (promote, promote-full, abort,
+    retry), so each is acted on once."""
 
 
 # ─── the resource ────────────────────────────────────────────────────────────────────────────

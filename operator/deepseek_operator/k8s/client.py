@@ -22,7 +22,24 @@ from deepseek_operator.k8s.ratelimit import TokenBucket
 from deepseek_operator.metrics import API_REQUESTS
 from deepseek_operator.settings import KubernetesSettings
 
-__all__ = ["KubeClient", "ResourceKind", "kind_of"]
+__all__ = ["KubeClient", "ResourceKind", "is_refusal", "kind_of", "refusal_message"]
+
+REFUSALS = frozenset({400, 403, 404, 413, 422})
+"""Answers that retrying will not change: the object is invalid or too large, its kind is not
+installed, or the operator may not write it. Everything else (409 after retries, 429, 5xx,
+timeouts) is transient."""
+
+
+def is_refusal(error: ApiException) -> bool:
+    return error.status in REFUSALS
+
+
+def refusal_message(error: ApiException) -> str:
+    """The API server's own words (`Status.message`), or the HTTP reason."""
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (TypeError, ValueError):
+        return str(error.reason)
 
 
 @dataclass(frozen=True)
@@ -146,18 +163,35 @@ class KubeClient:
         )
 
     async def delete(self, obj: Mapping[str, Any]) -> None:
-        """Delete (background propagation); an object already gone is fine."""
+        """Delete this very object (background propagation; a precondition on its uid, so an object
+        re-created under the name since is never deleted); one already gone is fine."""
         metadata = obj["metadata"]
+        options: dict[str, Any] = {"propagationPolicy": "Background"}
+        if metadata.get("uid"):
+            options["preconditions"] = {"uid": metadata["uid"]}
         try:
             await self._request(
                 "delete",
                 "DELETE",
                 kind_of(obj).path(metadata["namespace"], metadata["name"]),
-                body=lambda: {"propagationPolicy": "Background"},
+                body=lambda: options,
             )
         except ApiException as error:
-            if error.status != 404:
+            if error.status not in (404, 409):
                 raise
+
+    async def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The object of `obj`'s kind and name as stored, or None when there is none."""
+        metadata = obj["metadata"]
+        try:
+            found: dict[str, Any] = await self._request(
+                "get", "GET", kind_of(obj).path(metadata["namespace"], metadata["name"])
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
         """A ConfigMap's data, or None when it does not exist."""

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentSpec, PlanSummary
+from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentSpec, PlanSummary, VersionSpec
 from deepseek_operator.errors import FieldError, InvalidSpec
 from deepseek_operator.hardware import GPU_TYPES
 from deepseek_operator.modelcfg import ModelArchitecture
@@ -180,15 +180,18 @@ def plan_deployment(
     deployment: ValidatedDeployment,
     *,
     inventory: Inventory | None = None,
+    version: VersionSpec | None = None,
     expert_load: npt.ArrayLike | None = None,
     load_source: str = "uniform",
 ) -> Plan:
-    """Plan the desired version of `deployment`.
+    """Plan one version of `deployment` (the desired one by default).
 
     Parameters:
         deployment: a resource that passed `validate_deployment`.
         inventory: the node shape; `spec.resources` when None (`dsd plan --gpus-per-node` etc.
             override it).
+        version: the entry of `spec.versions` to plan (its engine arguments shape the memory
+            fit); the desired (last) one when None.
         expert_load: `[moe_layers, n_routed_experts]` tokens per expert; uniform when None.
         load_source: where `expert_load` came from, for display.
 
@@ -199,10 +202,11 @@ def plan_deployment(
     """
     spec, arch = deployment.spec, deployment.architecture
     inventory = inventory or inventory_from_spec(spec)
+    version = version or spec.desired_version
     redundant = spec.parallelism.eplb.redundant_experts
     fmt = weight_format(arch, spec.model.quantization, spec.model.dtype)
     engine, errors = engine_memory_settings(
-        spec.desired_version.engine_args, f"spec.versions[{len(spec.versions) - 1}].engineArgs"
+        version.engine_args, f"spec.versions[{spec.versions.index(version)}].engineArgs"
     )
     if errors:
         raise InvalidSpec(errors)
@@ -235,7 +239,7 @@ def plan_deployment(
     expert_placement = _plan_experts(deployment, group.sizes, redundant, expert_load)
     return Plan(
         deployment=deployment.resource.metadata.name,
-        version=spec.desired_version.name,
+        version=version.name,
         architecture=arch,
         inventory=inventory,
         weight_format=fmt,

@@ -1,9 +1,9 @@
 """The `ray.io/v1` RayService of one version: a Ray cluster in whole groups, serving `build_app`.
 
 - head: no GPUs and no rank work (`num-cpus: 0`), Ray Serve's controller and proxy, the dashboard;
-- one worker group of whole-node pods, `pods_per_group` per data-parallel group, scaled by
-  KubeRay's in-tree autoscaler between `minGroups` and `maxGroups` groups as Ray Serve asks for
-  replicas;
+- one worker group of whole-node pods whose replicas are whole groups (KubeRay's multi-host
+  replicas: `numOfHosts` = nodes per group), scaled by KubeRay's in-tree autoscaler between
+  `minGroups` and `maxGroups` as Ray Serve asks for rank replicas;
 - `serveConfigV2` imports `deepseek_serving.app:build_app` with the version's `ServingArgs`.
 Every container runs as a non-root user with no privilege escalation; `/dev/shm` is a memory
 volume because NCCL and vLLM's shared-memory broadcast need more than Docker's 64 MiB default.
@@ -11,6 +11,7 @@ volume because NCCL and vLLM's shared-memory broadcast need more than Docker's 6
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +22,18 @@ from deepseek_operator.hardware import GPU_TYPES
 from deepseek_operator.modelsource import parse_model_source
 from deepseek_operator.planner.plan import Plan
 from deepseek_operator.render.serving_args import API_KEY_ENV, MODEL_MOUNT_ROOT
+from deepseek_operator.rollout.types import GroupTarget
 from deepseek_operator.validation import ValidatedDeployment
 from deepseek_serving.config import ServingArgs
 
-__all__ = ["APP_IMPORT_PATH", "RenderConfig", "render_ray_service", "render_serve_config"]
+__all__ = [
+    "APP_IMPORT_PATH",
+    "SERVE_PORT",
+    "RenderConfig",
+    "render_ray_service",
+    "render_serve_config",
+    "rescale_ray_service",
+]
 
 APP_IMPORT_PATH = "deepseek_serving.app:build_app"
 SERVE_PORT = 8000
@@ -79,6 +88,7 @@ def render_ray_service(
     environment = _environment(deployment)
     volumes, mounts = _volumes(deployment)
     worker = plan.worker_group
+    scaling = args.autoscaling
     worker_resources: dict[str, str] = {
         "cpu": str(worker.cpus_per_pod),
         "memory": f"{worker.memory_per_pod_bytes // 2**20}Mi",
@@ -122,10 +132,12 @@ def render_ray_service(
                 "workerGroupSpecs": [
                     {
                         "groupName": WORKER_GROUP,
-                        "replicas": worker.replicas,
-                        "minReplicas": worker.min_replicas,
-                        "maxReplicas": worker.max_replicas,
-                        "numOfHosts": 1,
+                        # A replica is a whole group: `numOfHosts` pods (one per node), which the
+                        # Ray autoscaler adds and removes together.
+                        "replicas": args.groups,
+                        "minReplicas": scaling.min_groups if scaling else args.groups,
+                        "maxReplicas": scaling.max_groups if scaling else args.groups,
+                        "numOfHosts": worker.pods_per_group,
                         "priority": 0,
                         "rayStartParams": {},
                         "template": _pod_template(
@@ -217,3 +229,25 @@ def _pod_template(
     if priority_class:
         pod["priorityClassName"] = priority_class
     return {"metadata": {"labels": labels}, "spec": pod}
+
+
+def rescale_ray_service(ray_service: dict[str, Any], groups: GroupTarget) -> dict[str, Any]:
+    """A copy of `ray_service` running `groups`: its worker replicas (whole groups) and the Serve
+    application's group counts. For a version whose content the current spec no longer renders
+    (a rollout's stable version after the spec moved on): only its size changes."""
+    scaled = copy.deepcopy(ray_service)
+    spec = scaled["spec"]
+    for worker_group in spec["rayClusterConfig"]["workerGroupSpecs"]:
+        worker_group.update(replicas=groups.initial, minReplicas=groups.minimum, maxReplicas=groups.maximum)
+    serve_config = yaml.safe_load(spec["serveConfigV2"])
+    for application in serve_config["applications"]:
+        args = application["args"]
+        args["groups"] = groups.initial
+        if args.get("autoscaling") is not None or groups.autoscaled:
+            args["autoscaling"] = {
+                **(args.get("autoscaling") or {}),
+                "minGroups": groups.minimum,
+                "maxGroups": groups.maximum,
+            }
+    spec["serveConfigV2"] = yaml.safe_dump(serve_config, sort_keys=False, width=120)
+    return scaled

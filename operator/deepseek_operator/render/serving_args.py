@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 
 from deepseek_operator.api.v1alpha1 import VersionSpec
-from deepseek_operator.errors import FieldError, InvalidSpec
 from deepseek_operator.modelsource import parse_model_source
 from deepseek_operator.planner.plan import Plan
+from deepseek_operator.rollout.types import GroupTarget
 from deepseek_operator.validation import ValidatedDeployment
 from deepseek_serving.config import (
     AutoscalingSettings,
     EplbSettings,
+    FaultInjection,
     PlacementSettings,
     RequestLimits,
     ServingArgs,
@@ -45,17 +46,16 @@ def model_location(source_uri: str, revision: str | None) -> tuple[str, dict[str
     return source.location, {}
 
 
-def serving_args_for(deployment: ValidatedDeployment, plan: Plan, version: VersionSpec) -> ServingArgs:
-    """The `ServingArgs` of `version` (planned by `plan`) of `deployment`.
-
-    Raises InvalidSpec for what the serving application cannot do yet (scale to zero).
-    """
+def serving_args_for(
+    deployment: ValidatedDeployment,
+    plan: Plan,
+    version: VersionSpec,
+    groups: GroupTarget | None = None,
+) -> ServingArgs:
+    """The `ServingArgs` of `version` (planned by `plan`) of `deployment`, running `groups`
+    (the spec's own when None; a rollout fixes each version's count)."""
     spec, metadata = deployment.spec, deployment.resource.metadata
-    if plan.min_groups < 1 or plan.groups < 1:
-        path = "spec.autoscaling.minGroups" if spec.autoscaling else "spec.groups"
-        raise InvalidSpec(
-            [FieldError(path, "scaling to zero groups is not supported by the serving application yet")]
-        )
+    groups = groups or GroupTarget(plan.groups, plan.min_groups, plan.max_groups)
     model, source_args = model_location(spec.model.source, version.model_revision)
     eplb = spec.parallelism.eplb
     limits = spec.serving.limits
@@ -78,11 +78,11 @@ def serving_args_for(deployment: ValidatedDeployment, plan: Plan, version: Versi
             **({"window_size": eplb.window_size} if eplb.window_size else {}),
             **({"step_interval": eplb.step_interval} if eplb.step_interval else {}),
         ),
-        groups=plan.groups,
+        groups=groups.initial,
         autoscaling=(
             AutoscalingSettings(
-                min_groups=plan.min_groups,
-                max_groups=plan.max_groups,
+                min_groups=groups.minimum,
+                max_groups=groups.maximum,
                 target_queue_depth_per_group=spec.autoscaling.target_queue_depth_per_group,
                 upscale_delay_s=spec.autoscaling.upscale_delay_seconds,
                 downscale_delay_s=spec.autoscaling.downscale_delay_seconds,
@@ -104,4 +104,12 @@ def serving_args_for(deployment: ValidatedDeployment, plan: Plan, version: Versi
             **({"max_tokens": limits.max_tokens} if limits.max_tokens else {}),
         ),
         route_prefix=spec.serving.route_prefix,
+        fault_injection=(
+            FaultInjection(
+                error_percent=version.fault_injection.error_percent,
+                delay_s=version.fault_injection.delay_seconds,
+            )
+            if version.fault_injection
+            else None
+        ),
     )

@@ -1,8 +1,15 @@
-"""The whole status of a deployment from what one reconcile learned (pure, STYLE.md rule 8).
+"""The whole status of a deployment from what one reconcile learned and decided (pure, STYLE rule 8).
 
-Inputs are the previous status (for transition times), the outcome of validation and planning,
-and the RayServices as observed; the output is the complete new status. The reconciler writes it
-only when it differs from the stored one, so a steady-state pass writes nothing.
+Which version serves, and with what weight, is the lifecycle's decision (`rollout.lifecycle`); this
+module only writes it down and derives the conditions from it, one setter per condition:
+
+- `Ready`: some version taking traffic has a group serving ("ready means serves": an invalid
+  new spec or a rollout in trouble leaves it True while the old version serves);
+- `Progressing`: a rollout runs (steps, analysis, pause), or the first version is starting;
+- `Degraded`: something needs a person: the spec is invalid or cannot be planned, a child's name
+  is taken, the last rollout was rolled back or aborted, a version's RayService failed.
+
+`compute_phase` turns them into the one-word `phase` and the `message` people read first.
 """
 
 from __future__ import annotations
@@ -10,54 +17,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from deepseek_operator.api import constants
-from deepseek_operator.api.constants import ConditionStatus, ConditionType, Reason
-from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentStatus, PlanSummary, VersionTraffic
+from deepseek_operator.api.constants import ConditionStatus, ConditionType, Phase, Reason
+from deepseek_operator.api.v1alpha1 import (
+    Condition,
+    DeepSeekDeploymentStatus,
+    PlanSummary,
+    RolloutStatus,
+    VersionTraffic,
+)
 from deepseek_operator.errors import FieldError
+from deepseek_operator.rollout import (
+    LifecycleDecision,
+    ObservedVersion,
+    Role,
+    VersionRef,
+    traffic_entry,
+)
 from deepseek_operator.status.conditions import initial_conditions, set_condition
 
-__all__ = ["ObservedRayService", "Rejected", "Serving", "compute_status", "observe_ray_service"]
-
-
-@dataclass(frozen=True)
-class ObservedRayService:
-    """What the reconciler needs from a RayService object as KubeRay reports it."""
-
-    name: str
-    version: str
-    ready: bool
-    """KubeRay's `Ready` condition (serve endpoints up and applications running)."""
-    failed: bool
-    """An application failed to deploy or became unhealthy."""
-    message: str
-
-
-def observe_ray_service(body: Mapping[str, Any]) -> ObservedRayService:
-    """Read readiness from a RayService's status (KubeRay v1.7 conditions and application statuses)."""
-    metadata, status = body.get("metadata") or {}, body.get("status") or {}
-    conditions = {condition.get("type"): condition for condition in status.get("conditions") or []}
-    ready_condition = conditions.get("Ready") or {}
-    # A cluster that never became active reports its applications under pendingServiceStatus.
-    applications = {
-        **((status.get("pendingServiceStatus") or {}).get("applicationStatuses") or {}),
-        **((status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}),
-    }
-    failed = [
-        f"{name}: {app.get('message') or app.get('status')}"
-        for name, app in applications.items()
-        if app.get("status") in ("DEPLOY_FAILED", "UNHEALTHY")
-    ]
-    ready = ready_condition.get("status") == "True" and status.get("numServeEndpoints", 0) > 0
-    return ObservedRayService(
-        name=str(metadata.get("name", "")),
-        version=str((metadata.get("labels") or {}).get(constants.LABEL_VERSION, "")),
-        ready=ready and not failed,
-        failed=bool(failed),
-        message="; ".join(failed)
-        or str(ready_condition.get("message") or status.get("serviceStatus") or "pending"),
-    )
+__all__ = ["PassOutcome", "Rejected", "compute_phase", "compute_status"]
 
 
 @dataclass(frozen=True)
@@ -69,90 +48,246 @@ class Rejected:
 
 
 @dataclass(frozen=True)
-class Serving:
-    """The resource is planned and its objects applied; the rest is what KubeRay reports."""
+class PassOutcome:
+    """What one reconcile learned and decided."""
 
-    plan: PlanSummary
-    desired_version: str
-    groups: int
-    ray_services: Mapping[str, ObservedRayService]
-    """Observed RayServices by version name."""
-    selector: str
+    observed: Mapping[VersionRef, ObservedVersion]
+    decision: LifecycleDecision | None
+    """None when the spec was rejected: the lifecycle waits, the status keeps its state."""
+    rejected: Rejected | None = None
+    conflicts: Sequence[str] = ()
+    """Children whose name another owner holds: '<kind> <name> exists and belongs to <owner>'."""
+    refused: Sequence[str] = ()
+    """Children the API server refused (invalid, too large, kind not installed, forbidden)."""
+    plan: PlanSummary | None = None
+    """The desired version's plan."""
+    selector: str | None = None
+    steps: int = 0
+    """Steps of `spec.rollout`, for `canaryStep`."""
+    desired: VersionRef | None = None
 
 
 def compute_status(
-    previous: DeepSeekDeploymentStatus,
-    outcome: Rejected | Serving,
+    previous: DeepSeekDeploymentStatus, outcome: PassOutcome, *, generation: int | None, now: datetime
+) -> DeepSeekDeploymentStatus:
+    """The complete new status (condition transition times kept where the status did not flip)."""
+    status = previous.model_copy(deep=True)
+    status.observed_generation = generation
+    decision = outcome.decision
+    if decision is not None:
+        status.traffic = [traffic_entry(live, outcome.observed.get(live.ref)) for live in decision.live]
+        status.current_version = decision.stable.name if decision.stable else None
+        status.rollout = decision.rollout
+        status.history = list(decision.history)
+        status.acknowledged_actions = dict(decision.acknowledged)
+    else:
+        status.traffic = _refreshed(previous.traffic, outcome.observed)
+    if outcome.plan is not None:
+        status.plan = outcome.plan
+    if outcome.selector is not None:
+        status.selector = outcome.selector
+    serving = [entry for entry in status.traffic if entry.role != Role.DRAINING.value]
+    status.ready_groups = sum(entry.ready_groups for entry in serving)
+    status.desired_groups = sum(entry.desired_groups or 0 for entry in serving)
+    active = status.rollout if status.rollout is not None and _active(status.rollout) else None
+    status.canary_version = active.canary_version if active else None
+    status.canary_weight = _canary_weight(status.traffic, active) if active else None
+    status.canary_step = f"{min(active.step_index + 1, outcome.steps)}/{outcome.steps}" if active else None
+
+    conditions = initial_conditions(status.conditions, generation=generation, now=now)
+    conditions = set_ready_condition(conditions, status, outcome, generation=generation, now=now)
+    conditions = set_progressing_condition(conditions, status, outcome, generation=generation, now=now)
+    conditions = set_degraded_condition(conditions, status, outcome, generation=generation, now=now)
+    status.conditions = conditions
+    status.phase, status.message = compute_phase(status, outcome)
+    return status
+
+
+def set_ready_condition(
+    conditions: list[Condition],
+    status: DeepSeekDeploymentStatus,
+    outcome: PassOutcome,
     *,
     generation: int | None,
     now: datetime,
-) -> DeepSeekDeploymentStatus:
-    """The complete new status (conditions keep their transition times where status did not flip)."""
-    conditions = initial_conditions(previous.conditions, generation=generation, now=now)
-
-    def condition(kind: ConditionType, status: ConditionStatus, reason: Reason, message: str) -> None:
-        nonlocal conditions
-        conditions = set_condition(conditions, kind, status, reason, message, generation=generation, now=now)
-
-    status = previous.model_copy(deep=True)
-    status.observed_generation = generation
-    if isinstance(outcome, Rejected):
-        message = "; ".join(str(error) for error in outcome.errors)
-        condition(ConditionType.READY, ConditionStatus.FALSE, outcome.reason, message)
-        condition(
-            ConditionType.PROGRESSING, ConditionStatus.FALSE, outcome.reason, "fix the spec to continue"
+) -> list[Condition]:
+    serving = [entry for entry in status.traffic if entry.weight > 0 and entry.ready_groups > 0]
+    if serving:
+        message = " and ".join(
+            f"{entry.version} serves {entry.ready_groups} group(s)"
+            + (f" at {entry.weight}%" if entry.weight < 100 else "")
+            for entry in serving
         )
-        condition(ConditionType.DEGRADED, ConditionStatus.TRUE, outcome.reason, message)
-        status.conditions = conditions
-        status.phase = "Invalid" if outcome.reason == Reason.VALIDATION_FAILED else "Infeasible"
-        status.message = str(outcome.errors[0]) if outcome.errors else outcome.reason.value
-        return status
-
-    desired = outcome.ray_services.get(outcome.desired_version)
-    serving = [observed for observed in outcome.ray_services.values() if observed.ready]
-    serving_version = (
-        outcome.desired_version
-        if desired is not None and desired.ready
-        else (serving[0].version if serving else None)
-    )
-    if desired is not None and desired.ready:
-        condition(
-            ConditionType.READY, ConditionStatus.TRUE, Reason.SERVING, f"{outcome.desired_version} serves"
-        )
-        condition(ConditionType.PROGRESSING, ConditionStatus.FALSE, Reason.STABLE, "up to date")
-        phase, message = "Serving", f"{outcome.desired_version} serves {outcome.groups} group(s)"
-    elif serving_version is not None:
-        condition(ConditionType.READY, ConditionStatus.TRUE, Reason.SERVING, f"{serving_version} serves")
-        condition(
-            ConditionType.PROGRESSING, ConditionStatus.TRUE, Reason.ROLLING_OUT,
-            f"{outcome.desired_version} is starting; {serving_version} serves until it is ready",
+        return set_condition(
+            conditions, ConditionType.READY, ConditionStatus.TRUE, Reason.SERVING, message,
+            generation=generation, now=now,
         )  # fmt: skip
-        phase, message = "RollingOut", f"{outcome.desired_version} starting, {serving_version} serving"
+    if outcome.rejected is not None and not outcome.observed:
+        reason, message = outcome.rejected.reason, "nothing serves: the spec cannot be served as written"
     else:
-        waiting = desired.message if desired is not None else "RayService not created yet"
-        condition(ConditionType.READY, ConditionStatus.FALSE, Reason.WAITING_FOR_RAY_SERVICE, waiting)
-        condition(ConditionType.PROGRESSING, ConditionStatus.TRUE, Reason.WAITING_FOR_RAY_SERVICE, waiting)
-        phase, message = "Deploying", f"{outcome.desired_version}: {waiting}"
-    if desired is not None and desired.failed:
-        condition(ConditionType.DEGRADED, ConditionStatus.TRUE, Reason.RAY_SERVICE_UNHEALTHY, desired.message)
-        phase, message = "Degraded", f"{outcome.desired_version}: {desired.message}"
-    else:
-        condition(ConditionType.DEGRADED, ConditionStatus.FALSE, Reason.AS_EXPECTED, "")
+        reason, message = Reason.WAITING_FOR_RAY_SERVICE, _waiting_message(outcome)
+    return set_condition(
+        conditions,
+        ConditionType.READY,
+        ConditionStatus.FALSE,
+        reason,
+        message,
+        generation=generation,
+        now=now,
+    )
 
-    status.conditions = conditions
-    status.phase, status.message = phase, message
-    status.plan = outcome.plan
-    status.current_version = serving_version
-    status.desired_groups = outcome.groups
-    status.ready_groups = outcome.groups if serving_version is not None else 0
-    status.selector = outcome.selector
-    status.traffic = [
-        VersionTraffic(
-            version=observed.version,
-            weight=100 if observed.version == serving_version else 0,
-            ray_service=observed.name,
-            ready_groups=outcome.groups if observed.ready else 0,
+
+def set_progressing_condition(
+    conditions: list[Condition],
+    status: DeepSeekDeploymentStatus,
+    outcome: PassOutcome,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> list[Condition]:
+    rollout = status.rollout
+    progressing: tuple[ConditionStatus, Reason, str]
+    if outcome.rejected is not None:
+        progressing = (ConditionStatus.FALSE, outcome.rejected.reason, "fix the spec to continue")
+    elif rollout is not None and _active(rollout):
+        reason = {"Paused": Reason.ROLLOUT_PAUSED, "Analyzing": Reason.ANALYZING}.get(
+            rollout.phase, Reason.ROLLING_OUT
         )
-        for observed in sorted(outcome.ray_services.values(), key=lambda o: o.version)
+        progressing = (ConditionStatus.TRUE, reason, _rollout_message(rollout, outcome.steps))
+    elif rollout is not None:
+        progressing = (ConditionStatus.FALSE, Reason(rollout.reason or Reason.ROLLED_BACK), rollout.message)
+    elif any(entry.role == Role.STARTING.value for entry in status.traffic) or (
+        not status.traffic and outcome.desired is not None
+    ):
+        progressing = (ConditionStatus.TRUE, Reason.WAITING_FOR_RAY_SERVICE, _waiting_message(outcome))
+    else:
+        progressing = (ConditionStatus.FALSE, Reason.STABLE, "up to date")
+    return set_condition(conditions, ConditionType.PROGRESSING, *progressing, generation=generation, now=now)
+
+
+def set_degraded_condition(
+    conditions: list[Condition],
+    status: DeepSeekDeploymentStatus,
+    outcome: PassOutcome,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> list[Condition]:
+    degraded = _degradation(status, outcome)
+    if degraded is None:
+        return set_condition(
+            conditions, ConditionType.DEGRADED, ConditionStatus.FALSE, Reason.AS_EXPECTED, "",
+            generation=generation, now=now,
+        )  # fmt: skip
+    reason, message = degraded
+    return set_condition(
+        conditions,
+        ConditionType.DEGRADED,
+        ConditionStatus.TRUE,
+        reason,
+        message,
+        generation=generation,
+        now=now,
+    )
+
+
+def _degradation(status: DeepSeekDeploymentStatus, outcome: PassOutcome) -> tuple[Reason, str] | None:
+    """The most urgent thing a person must look at, if any."""
+    if outcome.rejected is not None:
+        return outcome.rejected.reason, "; ".join(str(error) for error in outcome.rejected.errors)
+    if outcome.conflicts:
+        return Reason.NAME_CONFLICT, "; ".join(outcome.conflicts)
+    if outcome.refused:
+        return Reason.APPLY_REFUSED, "; ".join(outcome.refused)
+    rollout = status.rollout
+    if rollout is not None and rollout.reason in _NEEDS_A_PERSON:
+        return Reason(rollout.reason), rollout.message
+    live = {VersionRef(entry.version, entry.revision or "") for entry in status.traffic}
+    failed = [
+        observed for ref, observed in sorted(outcome.observed.items()) if observed.failed and ref in live
     ]
-    return status
+    if failed:
+        return Reason.RAY_SERVICE_UNHEALTHY, "; ".join(f"{o.ref.name}: {o.message}" for o in failed)
+    return None
+
+
+def compute_phase(status: DeepSeekDeploymentStatus, outcome: PassOutcome) -> tuple[str, str]:
+    """`status.phase` and `status.message`: the first thing a person reads."""
+    if outcome.rejected is not None:
+        errors = outcome.rejected.errors
+        phase = Phase.INVALID if outcome.rejected.reason == Reason.VALIDATION_FAILED else Phase.INFEASIBLE
+        return phase.value, str(errors[0]) if errors else outcome.rejected.reason.value
+    degraded = _degradation(status, outcome)
+    rollout = status.rollout
+    if rollout is not None and not _active(rollout):
+        return Phase.ROLLED_BACK.value, f"{rollout.canary_version} {rollout.phase.lower()}: {rollout.message}"
+    if degraded is not None:
+        return Phase.DEGRADED.value, degraded[1]
+    if rollout is not None:
+        phase = Phase.PAUSED if rollout.phase == "Paused" else Phase.ROLLING_OUT
+        return phase.value, _rollout_message(rollout, outcome.steps)
+    stable = next((entry for entry in status.traffic if entry.role == Role.STABLE.value), None)
+    if stable is not None and stable.ready_groups > 0:
+        return Phase.SERVING.value, f"{stable.version} serves {stable.ready_groups} group(s)"
+    return Phase.DEPLOYING.value, _waiting_message(outcome)
+
+
+def _rollout_message(rollout: RolloutStatus, steps: int) -> str:
+    where = f"step {rollout.step_index + 1}/{steps}" if rollout.step_index < steps else "promoting"
+    detail = f": {rollout.message}" if rollout.message else ""
+    return f"{rollout.canary_version} {where}, {rollout.phase.lower()}{detail}"
+
+
+def _waiting_message(outcome: PassOutcome) -> str:
+    desired = outcome.observed.get(outcome.desired) if outcome.desired else None
+    if desired is None:
+        return f"{outcome.desired.name if outcome.desired else 'the desired version'}: RayService starting"
+    return f"{desired.ref.name}: {desired.message or 'starting'}"
+
+
+_NEEDS_A_PERSON = {
+    reason.value
+    for reason in (
+        Reason.ANALYSIS_FAILED,
+        Reason.PROGRESS_DEADLINE_EXCEEDED,
+        Reason.ABORTED,
+    )
+}
+"""Rollout reasons that make the deployment Degraded (an inconclusive analysis pauses it only)."""
+
+
+def _active(rollout: RolloutStatus) -> bool:
+    return rollout.phase not in ("RolledBack", "Aborted")
+
+
+def _canary_weight(traffic: Sequence[VersionTraffic], rollout: RolloutStatus) -> int:
+    return next(
+        (
+            entry.weight
+            for entry in traffic
+            if entry.version == rollout.canary_version and entry.revision == rollout.canary_revision
+        ),
+        0,
+    )
+
+
+def _refreshed(
+    traffic: Sequence[VersionTraffic], observed: Mapping[VersionRef, ObservedVersion]
+) -> list[VersionTraffic]:
+    """The stored traffic with what is observed now (a rejected spec freezes the decisions, not
+    the facts)."""
+    refreshed = []
+    for entry in traffic:
+        seen = observed.get(VersionRef(entry.version, entry.revision or ""))
+        if seen is None:
+            continue
+        refreshed.append(
+            entry.model_copy(
+                update={
+                    "ready_groups": seen.ready_groups,
+                    "desired_groups": seen.desired_groups,
+                    "queue_depth": seen.queue_depth,
+                }
+            )
+        )
+    return refreshed

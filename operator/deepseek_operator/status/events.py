@@ -1,8 +1,10 @@
-"""Which Event a reconcile posts: one per pass at most, naming every decision it took.
+"""Which Events a reconcile posts: one for the pass's bookkeeping, one per lifecycle decision.
 
-Decisions come from comparing the status before and after the pass, plus what was applied and
-deleted. Several decisions in one pass become one Event (the most important reason, every message)
-so a deployment's convergence costs one Event write, not five.
+Bookkeeping decisions come from comparing the status before and after the pass (a new problem,
+readiness, a new plan, a group count Ray Serve changed) plus what was applied and deleted; they
+share one Event, named after the most important, so a deployment's convergence costs one Event
+write, not five. Every lifecycle decision (a rollout started, a step, a promotion, a rollback)
+is an Event of its own: those are the decisions people audit.
 """
 
 from __future__ import annotations
@@ -10,16 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from deepseek_operator.api.constants import ConditionType, EventReason
+from deepseek_operator.api.constants import ConditionType, EventReason, Phase
 from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentStatus
+from deepseek_operator.rollout import Note
 from deepseek_operator.status.conditions import find_condition, is_true
 
-__all__ = ["Decision", "decide_event"]
+__all__ = ["Decision", "decide_events"]
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The Event of one pass."""
+    """One Event."""
 
     type: str
     """`Normal` or `Warning` (user-actionable problems only)."""
@@ -27,15 +30,31 @@ class Decision:
     message: str
 
 
-def decide_event(
+def decide_events(
+    previous: DeepSeekDeploymentStatus,
+    current: DeepSeekDeploymentStatus,
+    *,
+    applied: Sequence[str],
+    deleted: Sequence[str],
+    notes: Sequence[Note] = (),
+) -> list[Decision]:
+    """The pass's Events, most important first; empty when it decided nothing new."""
+    lifecycle = [
+        Decision("Warning" if note.warning else "Normal", note.reason, note.message) for note in notes
+    ]
+    bookkeeping = _bookkeeping(previous, current, applied=applied, deleted=deleted)
+    return [*lifecycle, *([bookkeeping] if bookkeeping else [])]
+
+
+def _bookkeeping(
     previous: DeepSeekDeploymentStatus,
     current: DeepSeekDeploymentStatus,
     *,
     applied: Sequence[str],
     deleted: Sequence[str],
 ) -> Decision | None:
-    """The pass's Event, or None when it decided nothing new. Earlier entries outrank later ones:
-    a user-actionable problem, then readiness, then planning, applying and deleting objects."""
+    """Earlier entries outrank later ones: a user-actionable problem, then readiness, then
+    scaling, planning, applying and deleting objects."""
     decisions: list[tuple[str, EventReason, str]] = []
     degraded = find_condition(current.conditions, ConditionType.DEGRADED)
     was_degraded = find_condition(previous.conditions, ConditionType.DEGRADED)
@@ -44,16 +63,18 @@ def decide_event(
         degraded.message if degraded else None,
     )
     if degraded is not None and degraded.status == "True" and newly_degraded:
-        reason = (
-            EventReason.VALIDATION_FAILED
-            if current.phase in ("Invalid", "Infeasible")
-            else EventReason.DEGRADED
-        )
+        reason = {
+            Phase.INVALID.value: EventReason.VALIDATION_FAILED,
+            Phase.INFEASIBLE.value: EventReason.VALIDATION_FAILED,
+        }.get(current.phase or "", EventReason.DEGRADED)
+        if degraded.reason == EventReason.NAME_CONFLICT.value:
+            reason = EventReason.NAME_CONFLICT
         decisions.append(("Warning", reason, degraded.message))
     if is_true(current.conditions, ConditionType.READY) and not is_true(
         previous.conditions, ConditionType.READY
     ):
         decisions.append(("Normal", EventReason.READY, f"{current.current_version} is serving"))
+    decisions += [("Normal", EventReason.SCALED, message) for message in _group_changes(previous, current)]
     if current.plan is not None and current.plan != previous.plan:
         plan = current.plan
         decisions.append(
@@ -72,3 +93,15 @@ def decide_event(
         return None
     kind = "Warning" if any(event_type == "Warning" for event_type, _, _ in decisions) else "Normal"
     return Decision(kind, decisions[0][1], "; ".join(message for _, _, message in decisions))
+
+
+def _group_changes(previous: DeepSeekDeploymentStatus, current: DeepSeekDeploymentStatus) -> list[str]:
+    """'<version>: 1 → 2 groups' for every version whose Serve target changed (the autoscaler's
+    decisions, a rollout's resizing, `kubectl scale`)."""
+    before = {(entry.version, entry.revision): entry.desired_groups for entry in previous.traffic}
+    changes = []
+    for entry in current.traffic:
+        old = before.get((entry.version, entry.revision))
+        if old is not None and entry.desired_groups is not None and old != entry.desired_groups:
+            changes.append(f"{entry.version}: {old} → {entry.desired_groups} group(s)")
+    return changes

@@ -1,0 +1,97 @@
+"""What a RayService says about its version, from KubeRay's status and Ray Serve's REST view (pure).
+
+KubeRay reports whether a RayService serves (its `Ready` condition, serve endpoints, the Serve
+applications' statuses) but not how many groups run: those are Ray Serve's running replicas of
+the version's `engine-ranks` deployment (one replica per DP rank), read from Ray's dashboard
+(`/api/serve/applications/`, as KubeRay itself reads it). Without that view (dashboard not reached
+yet) a serving RayService counts its configured groups, and one that does not serve counts none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from deepseek_operator.api import constants
+from deepseek_operator.rollout import ObservedVersion, VersionRef
+from deepseek_operator.status.serve_errors import FAILED_STATUSES, application_root_error
+from deepseek_serving.llm_config import SERVE_DEPLOYMENT_NAME
+
+__all__ = ["observe_version", "version_ref_of"]
+
+
+def version_ref_of(body: Mapping[str, Any]) -> VersionRef:
+    """The (version, revision) a child's labels name."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return VersionRef(
+        str(labels.get(constants.LABEL_VERSION, "")), str(labels.get(constants.LABEL_REVISION, ""))
+    )
+
+
+def observe_version(
+    ray_service: Mapping[str, Any], serve_details: Mapping[str, Any] | None, *, now: datetime
+) -> ObservedVersion:
+    """One RayService as the lifecycle sees it.
+
+    Parameters:
+        ray_service: the RayService object (KubeRay v1.7 status).
+        serve_details: Ray's `ServeInstanceDetails` JSON for its cluster, or None when unknown.
+        now: when `serve_details` was read.
+    """
+    metadata, status = ray_service.get("metadata") or {}, ray_service.get("status") or {}
+    conditions = {condition.get("type"): condition for condition in status.get("conditions") or []}
+    ready_condition = conditions.get("Ready") or {}
+    # A cluster that never became active reports its applications under pendingServiceStatus.
+    applications = {
+        **((status.get("pendingServiceStatus") or {}).get("applicationStatuses") or {}),
+        **((status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}),
+    }
+    failed = [
+        f"{name}: {application_root_error(app)}"
+        for name, app in sorted(applications.items())
+        if app.get("status") in FAILED_STATUSES
+    ]
+    ready = ready_condition.get("status") == "True" and status.get("numServeEndpoints", 0) > 0 and not failed
+    args = _serve_args(ray_service)
+    ranks = int(args.get("dataParallelSize") or 1)
+    deployment = _serve_deployment(serve_details, str(args.get("deploymentName") or ""))
+    if deployment is not None:
+        running = sum(1 for replica in deployment.get("replicas") or [] if replica.get("state") == "RUNNING")
+        ready_groups, desired_groups = (
+            running // ranks,
+            int(deployment.get("target_num_replicas", 0)) // ranks,
+        )
+    else:
+        configured = int(args.get("groups") or 0)
+        ready_groups, desired_groups = (configured if ready else 0), None
+    return ObservedVersion(
+        ref=version_ref_of(ray_service),
+        ray_service=str(metadata.get("name", "")),
+        ready=ready,
+        failed=bool(failed),
+        message="; ".join(failed)
+        or str(ready_condition.get("message") or status.get("serviceStatus") or "pending"),
+        ready_groups=ready_groups,
+        desired_groups=desired_groups,
+        observed_at=now if serve_details is not None else None,
+    )
+
+
+def _serve_args(ray_service: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The first application's `ServingArgs` (camelCase) from `serveConfigV2`."""
+    try:
+        config = yaml.safe_load((ray_service.get("spec") or {}).get("serveConfigV2") or "") or {}
+        return dict((config.get("applications") or [{}])[0].get("args") or {})
+    except (yaml.YAMLError, AttributeError, IndexError, TypeError):
+        return {}
+
+
+def _serve_deployment(details: Mapping[str, Any] | None, application: str) -> Mapping[str, Any] | None:
+    if details is None:
+        return None
+    app = (details.get("applications") or {}).get(application) or {}
+    deployment = (app.get("deployments") or {}).get(SERVE_DEPLOYMENT_NAME)
+    return deployment if isinstance(deployment, Mapping) else None
