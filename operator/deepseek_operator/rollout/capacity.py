@@ -6,14 +6,14 @@ together they may hold at most `N + surge` groups (a blue/green switch would hol
 
 1. the weight the route gets never runs ahead of the canary's ready groups:
    `min(w, floor(100·ready/N))` until the canary has what `w` needs;
-2. the stable version keeps every group the budget allows, and never fewer than its share of
-   that (applied) weight needs;
+2. the stable version keeps every group the budget allows, and never fewer than the traffic left
+   to it needs (`N - ready` while the canary is short of groups);
 3. the canary starts what the budget leaves, up to what `w` needs (at least one group).
 
 Worked example: N=4, surge 1, `setWeight: 50`. The canary starts 1 group (stable keeps 4: 5 in
-all); once it is ready the route gives it 25% and the stable shrinks to 3; the canary starts a
-second group; once ready, 50% and the stable runs 2. Promotion (w=100) continues the same way:
-stable 1, canary 4, then stable 0.
+all); once it is ready the route gives it 25%, the stable shrinks to 3 and the canary starts a
+second group; once that is ready, 50% (the stable keeps 3 while the budget allows). Promotion
+(w=100) continues the same way until the canary runs 4 and takes all the traffic.
 """
 
 from __future__ import annotations
@@ -61,12 +61,16 @@ def plan_rollout_capacity(
             f"{target_weight}"
         )
     n = initial_groups
-    # Step 1: the weight the canary's ready groups carry.
+    # Step 1: the weight the canary's ready groups carry, and what the stable version keeps for
+    # the rest: its share of the weight once the canary has what it needs; until then the groups
+    # the canary cannot carry (the integer weight rounds against the canary, by under 1%).
     canary_needed = max(1, math.ceil(n * target_weight / 100))
-    ready = min(canary_ready_groups, canary_needed)
-    weight = target_weight if ready >= canary_needed else min(target_weight, 100 * ready // n)
-    # Step 2: the stable version keeps its share of that weight, and what the budget spares.
-    stable_needed = math.ceil(n * (100 - weight) / 100)
+    if canary_ready_groups >= canary_needed:
+        weight, stable_needed = target_weight, math.ceil(n * (100 - target_weight) / 100)
+    else:
+        ready = min(canary_ready_groups, n)
+        weight, stable_needed = min(target_weight, 100 * ready // n), n - ready
+    # Step 2: the stable version keeps every group the budget spares.
     stable_groups = min(n, max(stable_needed, n + surge_groups - canary_needed))
     # Step 3: the canary grows into what is left.
     canary_groups = min(canary_needed, n + surge_groups - stable_groups)
