@@ -1,4 +1,4 @@
-"""The test environment: a stateful Kubernetes API server and a KubeRay stand-in (tests and e2e only).
+"""The test environment: a Kubernetes API server, KubeRay and Gateway stand-ins, Prometheus (tests, e2e).
 
 No product module imports this package (only `dsd bench apiserver|reconcile` drive it), and the
 operator's wheel leaves it out: it is the distribution `deepseek-operator-testing`
@@ -11,9 +11,14 @@ Entry points (import the module you need; this package imports nothing on its ow
   client (kubectl, the kubernetes client, kopf, Helm's client-go) then works unchanged.
 - ``kuberay.KubeRayStandIn`` with ``serve_backend.RayServeBackend``: RayServices deployed on a
   local Ray Serve, status written as KubeRay v1.7 does.
+- ``gateway.GatewayStandIn``: Gateways and HTTPRoutes (the vendored Gateway API v1 CRDs,
+  ``crds/gateway-api``) served by a real HAProxy, traffic split by the routes' weights, status
+  written as a Gateway implementation does; ``gateway.wait_for_gateway_url`` finds a Gateway.
+- ``prometheus.PrometheusServer``: a real Prometheus (Debian package) scraping given targets.
 - ``pytest_plugin``: fixtures ``apiserver``, ``kubeconfig``, ``kubeconfig_env``, ``k8s_client``,
-  ``namespace``, ``kuberay_crds``, ``kuberay``.
-- ``python -m deepseek_operator.testing up [--kuberay] [--crds DIR]``: the same for a person.
+  ``namespace``, ``kuberay_crds``, ``kuberay``, ``gateway_crds``, ``gateway``, ``prometheus``.
+- ``python -m deepseek_operator.testing up [--kuberay] [--gateway] [--crds DIR]``: the same for a
+  person.
 - ``structural.check_structural``, ``openapi.validate_custom_resource``, ``cel``: the CRD schema
   rules, custom resource validation (pruning, defaults, OpenAPI, CEL) of a real server.
 

@@ -1,7 +1,8 @@
 """``python -m deepseek_operator.testing up``: the test environment for a person with kubectl.
 
-Starts the API server (and, with ``--kuberay``, the KubeRay stand-in on an embedded Ray), writes
-a kubeconfig, prints how to use it, and runs until Ctrl-C.
+Starts the API server (and, with ``--kuberay``, the KubeRay stand-in on an embedded Ray; with
+``--gateway``, the Gateway API CRDs, the ``deepseek-testing`` GatewayClass and the Gateway stand-in
+on a real HAProxy), writes a kubeconfig, prints how to use it, and runs until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--crds", type=Path, nargs="*", default=[], help="CRD YAML files or folders to install")
     up.add_argument("--no-kuberay-crds", action="store_true", help="do not install KubeRay's CRDs")
     up.add_argument("--kuberay", action="store_true", help="also run the KubeRay stand-in on a local Ray")
+    up.add_argument(
+        "--gateway",
+        action="store_true",
+        help="also install the Gateway API CRDs and run the Gateway stand-in (HAProxy) for GatewayClass "
+        "deepseek-testing",
+    )
     return parser
 
 
@@ -63,6 +70,20 @@ async def _up(args: argparse.Namespace) -> None:
             stack.enter_context(await asyncio.to_thread(_kuberay, kubeconfig))
             on_signals()  # Ray installs a SIGTERM handler that exits at once; shut down cleanly instead
             print("KubeRay stand-in: running on a local Ray", flush=True)
+        if args.gateway:
+            from deepseek_operator.testing.gateway import (
+                GATEWAY_CLASS,
+                PORTS_ANNOTATION,
+                install_gateway_crds,
+            )
+
+            print(f"CRDs: {', '.join(install_gateway_crds(server))}", flush=True)
+            stack.enter_context(await asyncio.to_thread(_gateway, kubeconfig))
+            print(
+                f"Gateway stand-in: GatewayClass {GATEWAY_CLASS}; a Gateway listens on its status address, "
+                f"at the local port its {PORTS_ANNOTATION} annotation maps the listener's port to",
+                flush=True,
+            )
         await stop.wait()
     await server.stop_async()
 
@@ -74,6 +95,27 @@ def _kuberay(kubeconfig: Path) -> contextlib.ExitStack:
     stack = contextlib.ExitStack()
     backend = stack.enter_context(RayServeBackend())
     stack.enter_context(KubeRayStandIn(kubeconfig, backend))
+    return stack
+
+
+def _gateway(kubeconfig: Path) -> contextlib.ExitStack:
+    from kubernetes import client, config
+
+    from deepseek_operator.testing.gateway import GatewayStandIn, gateway_class
+
+    api_client = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+    try:
+        custom = client.CustomObjectsApi(api_client)
+        custom.create_cluster_custom_object(
+            "gateway.networking.k8s.io", "v1", "gatewayclasses", gateway_class()
+        )
+    except client.ApiException as err:
+        if err.status != 409:
+            raise
+    finally:
+        api_client.close()
+    stack = contextlib.ExitStack()
+    stack.enter_context(GatewayStandIn(kubeconfig))
     return stack
 
 

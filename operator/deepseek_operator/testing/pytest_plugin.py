@@ -12,6 +12,15 @@
 - ``kuberay`` (session): the KubeRay stand-in on a real embedded Ray Serve (slow: ~10 s to start),
   watching every namespace of ``apiserver``: like two KubeRays in one cluster, it must not run
   beside another stand-in on the same server unless their ``namespaces`` are disjoint.
+- ``gateway_crds`` (session): the Gateway API v1 standard CRDs (vendored, ``testing/crds/gateway-api``)
+  installed, with the ``deepseek-testing`` GatewayClass (``gateway.GATEWAY_CLASS``).
+- ``gateway`` (session): the Gateway API stand-in (a real HAProxy) for that class, watching every
+  namespace (skips without an HAProxy binary). A test creates a Gateway of class
+  ``GATEWAY_CLASS`` and reaches it at ``wait_for_gateway_url(custom, ns, name)`` (both from
+  ``deepseek_operator.testing.gateway``).
+- ``prometheus`` (function): a real Prometheus (``prometheus.PrometheusServer``) with no targets
+  yet, scraping every second; ``prometheus.set_targets([...])`` (skips, naming the install
+  command, when the binary is missing).
 """
 
 from __future__ import annotations
@@ -19,14 +28,28 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from deepseek_operator.testing.kuberay import KubeRayStandIn, find_kuberay_crds
 from deepseek_operator.testing.server import ApiServer
 
-__all__ = ["apiserver", "k8s_client", "kubeconfig", "kuberay", "kuberay_crds", "namespace"]
+if TYPE_CHECKING:
+    from deepseek_operator.testing.gateway import GatewayStandIn
+    from deepseek_operator.testing.prometheus import PrometheusServer
+
+__all__ = [
+    "apiserver",
+    "gateway",
+    "gateway_crds",
+    "k8s_client",
+    "kubeconfig",
+    "kuberay",
+    "kuberay_crds",
+    "namespace",
+    "prometheus",
+]
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +120,47 @@ def kuberay(kubeconfig: Path, kuberay_crds: list[str]) -> Iterator[KubeRayStandI
 
     with RayServeBackend(num_cpus=2) as backend, KubeRayStandIn(kubeconfig, backend) as standin:
         yield standin
+
+
+@pytest.fixture(scope="session")
+def gateway_crds(apiserver: ApiServer, kubeconfig: Path) -> list[str]:
+    from kubernetes import client, config
+
+    from deepseek_operator.testing.gateway import gateway_class, install_gateway_crds
+
+    names = install_gateway_crds(apiserver)
+    api_client = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+    custom: Any = client.CustomObjectsApi(api_client)
+    try:
+        custom.create_cluster_custom_object(
+            "gateway.networking.k8s.io", "v1", "gatewayclasses", gateway_class()
+        )
+    except client.ApiException as err:
+        if err.status != 409:
+            raise
+    finally:
+        api_client.close()
+    return names
+
+
+@pytest.fixture(scope="session")
+def gateway(kubeconfig: Path, gateway_crds: list[str]) -> Iterator[GatewayStandIn]:
+    from deepseek_operator.testing.gateway import GatewayStandIn
+    from deepseek_serving.weighted_proxy import HaproxyNotFound, find_haproxy
+
+    try:
+        haproxy = find_haproxy()
+    except HaproxyNotFound as err:
+        pytest.skip(str(err))
+    with GatewayStandIn(kubeconfig, haproxy=haproxy, resync_s=0.5) as standin:
+        yield standin
+
+
+@pytest.fixture
+def prometheus() -> Iterator[PrometheusServer]:
+    from deepseek_operator.testing.prometheus import PROMETHEUS_INSTALL, PrometheusServer, find_prometheus
+
+    if find_prometheus() is None:
+        pytest.skip(f"prometheus is not installed: {PROMETHEUS_INSTALL}")
+    with PrometheusServer() as server:
+        yield server
