@@ -18,10 +18,12 @@ each live version's Ray Serve view, every `serve_ttl_seconds`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
+import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,7 +39,7 @@ from deepseek_operator.errors import FieldError, InvalidSpec, PlanInfeasible
 from deepseek_operator.k8s.cache import ObjectCache, referenced_config_maps
 from deepseek_operator.k8s.client import KubeClient, is_refusal, refusal_message
 from deepseek_operator.k8s.drift import differs
-from deepseek_operator.k8s.observe import observe_version, version_ref_of
+from deepseek_operator.k8s.observe import child_version, observe_version
 from deepseek_operator.k8s.ownership import Ownership, ownership_of
 from deepseek_operator.k8s.prometheus import PrometheusError, query_value
 from deepseek_operator.k8s.serve_api import ServeObserver
@@ -48,6 +50,7 @@ from deepseek_operator.render.limits import check_object_sizes
 from deepseek_operator.rollout import (
     LifecycleDecision,
     LifecycleInput,
+    Note,
     ObservedVersion,
     VersionRef,
     decide_lifecycle,
@@ -60,6 +63,30 @@ from deepseek_operator.workqueue import Key
 __all__ = ["Reconciler", "status_patch"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Child:
+    """An object of the deployment (or an orphan it may adopt) and the version it runs, if any."""
+
+    body: dict[str, Any]
+    ownership: Ownership
+    version: VersionRef | None
+
+
+@dataclass
+class Applied:
+    """What one pass's apply did, for status and Events."""
+
+    applied: list[str] = field(default_factory=list)
+    corrected: list[str] = field(default_factory=list)
+    """Hand edits of our fields reverted."""
+    adopted: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    """Names another owner holds."""
+    refused: list[str] = field(default_factory=list)
+    """Objects the API server refused."""
+
 
 DRAIN_MARGIN_SECONDS = 10.0
 """Beyond `requestTimeoutSeconds`: the time a gateway takes to stop routing to a version."""
@@ -81,6 +108,10 @@ class Reconciler:
     _event_serial: itertools.count[int] = field(default_factory=itertools.count)
     _memo: dict[Key, tuple[tuple[object, ...], DesiredDeployment | Rejected]] = field(default_factory=dict)
     _seen: dict[Key, tuple[VersionRef, datetime]] = field(default_factory=dict)
+    _applied: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """(kind, namespace, name) -> hash of the content last applied: a later difference is drift."""
+    _unappliable: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """Content that did not stick when applied (rewritten on admission): not applied again."""
 
     async def reconcile(self, key: Key) -> float | None:
         """One pass; returns seconds until the lifecycle wants another look (None: on events)."""
@@ -92,14 +123,16 @@ class Reconciler:
         now = self.now().replace(microsecond=0)
 
         # Step 2: observe.
-        children = self._children(key, body)
+        children = self._children(key, body, previous)
         observed = await self._observe(children)
 
         # Step 3: what the spec asks for.
         desired = await self._desired(key, body)
         if isinstance(desired, Rejected):
             outcome = PassOutcome(observed, None, rejected=desired)
-            await self._write_status(key, body, previous, outcome, now, applied=[], deleted=[], notes=())
+            await self._write_status(
+                key, body, previous, outcome, now, applied=Applied(), deleted=[], notes=()
+            )
             return None
 
         # Step 4: measure, then decide.
@@ -117,18 +150,18 @@ class Reconciler:
             )
             await self._write_status(
                 key, body, previous, PassOutcome(observed, None, rejected=rejected), now,
-                applied=[], deleted=[], notes=(),
+                applied=Applied(), deleted=[], notes=(),
             )  # fmt: skip
             return None
-        applied, conflicts, refused = await self._apply(key, body, children, objects)
+        applied = await self._apply(key, body, objects)
         deleted = await self._retire(key, children, decision)
 
         # Steps 7-8: status and Events.
         outcome = PassOutcome(
             observed,
             decision,
-            conflicts=conflicts,
-            refused=refused,
+            conflicts=applied.conflicts,
+            refused=applied.refused,
             plan=desired.desired.plan.summary(),
             selector=_selector(key[1], decision),
             steps=len(desired.validated.spec.rollout.steps),
@@ -146,23 +179,31 @@ class Reconciler:
 
     # ─── step 2 ──────────────────────────────────────────────────────────────────────────────
 
-    def _children(self, key: Key, body: Mapping[str, Any]) -> list[tuple[dict[str, Any], Ownership]]:
-        """The cached children labelled for this deployment that it owns or may adopt."""
+    def _children(self, key: Key, body: Mapping[str, Any], previous: DeepSeekDeploymentStatus) -> list[Child]:
+        """The cached children labelled for this deployment that it owns or may adopt, each with
+        the version it runs (by name: the status remembers which RayService runs which version)."""
         uid = body["metadata"].get("uid")
-        found = [(child, ownership_of(child, key[1], uid)) for child in self.cache.children(key)]
-        return [(child, owner) for child, owner in found if owner != Ownership.FOREIGN]
+        known = {
+            entry.ray_service: VersionRef(entry.version, entry.revision or "")
+            for entry in previous.traffic
+            if entry.ray_service
+        }
+        children = []
+        for body_ in self.cache.children(key):
+            ownership = ownership_of(body_, key[1], uid)
+            if ownership != Ownership.FOREIGN:
+                children.append(Child(body_, ownership, child_version(body_, key[1], known)))
+        return children
 
-    async def _observe(
-        self, children: list[tuple[dict[str, Any], Ownership]]
-    ) -> dict[VersionRef, ObservedVersion]:
+    async def _observe(self, children: list[Child]) -> dict[VersionRef, ObservedVersion]:
         observed = {}
-        for child, _ in children:
-            if child["kind"] != "RayService":
+        for child in children:
+            if child.body["kind"] != "RayService" or child.version is None:
                 continue
-            ready = _kuberay_ready(child)
-            details = await self.serve.details(child) if ready else None
-            version = observe_version(child, details, now=self.now().replace(microsecond=0))
-            observed[version.ref] = version
+            ready = _kuberay_ready(child.body)
+            details = await self.serve.details(child.body) if ready else None
+            now = self.now().replace(microsecond=0)
+            observed[child.version] = observe_version(child.body, details, ref=child.version, now=now)
         return observed
 
     # ─── step 3 ──────────────────────────────────────────────────────────────────────────────
@@ -285,11 +326,11 @@ class Reconciler:
         self,
         desired: DesiredDeployment,
         decision: LifecycleDecision,
-        children: list[tuple[dict[str, Any], Ownership]],
+        children: list[Child],
     ) -> list[dict[str, Any]]:
         """Each live version's objects at its groups; a version the spec no longer renders keeps
         the content it runs and only changes size; then the routing."""
-        running = {version_ref_of(child): child for child, _ in children if child["kind"] == "RayService"}
+        running = {child.version: child.body for child in children if child.body["kind"] == "RayService"}
         objects: list[dict[str, Any]] = []
         backends = []
         for live in decision.live:
@@ -308,58 +349,65 @@ class Reconciler:
             backends.append(Backend(live.ref, name, live.weight))
         return [*objects, *render_routing(desired.validated, backends)]
 
-    async def _apply(
-        self,
-        key: Key,
-        owner: Mapping[str, Any],
-        children: list[tuple[dict[str, Any], Ownership]],
-        objects: list[dict[str, Any]],
-    ) -> tuple[list[str], list[str], list[str]]:
-        """Apply what differs from what the cluster holds; returns what was applied, the names
-        another owner holds, and the objects the API server refused."""
-        applied: list[str] = []
-        conflicts: list[str] = []
-        refused: list[str] = []
+    async def _apply(self, key: Key, owner: Mapping[str, Any], objects: list[dict[str, Any]]) -> Applied:
+        """Apply what differs from what the cluster holds: new objects, our own changes, hand edits
+        of our fields (drift), orphans to adopt; never another owner's object."""
+        result = Applied()
         uid = owner["metadata"].get("uid")
         for obj in objects:
             name, kind = obj["metadata"]["name"], obj["kind"]
+            where = (kind, key[0], name)
+            wanted = _content_hash(obj)
             current = self.cache.child(key, kind, name)
-            ownership = ownership_of(current, key[1], uid) if current is not None else None
             if current is None:
                 # Not ours (not labelled, or not cached yet): never take over another owner's object.
                 current = await self.client.get(obj)
-                ownership = ownership_of(current, key[1], uid) if current is not None else None
+            ownership = ownership_of(current, key[1], uid) if current is not None else None
             if ownership == Ownership.FOREIGN:
                 assert current is not None
-                conflicts.append(f"{kind} {name} exists and belongs to {_owner_words(current)}")
+                result.conflicts.append(f"{kind} {name} exists and belongs to {_owner_words(current)}")
                 continue
             if current is not None and ownership == Ownership.OURS and not differs(obj, current):
                 continue
+            if self._unappliable.get(where) == wanted:
+                continue  # applying this did not stick (see below): not again until it changes
             try:
-                self.cache.put_child(await self.client.apply(obj, owner=owner))
+                stored = await self.client.apply(obj, owner=owner)
             except ApiException as error:
                 if not is_refusal(error):
                     raise  # transient (5xx, 429, timeouts): the work queue retries with backoff
-                refused.append(f"{kind} {name} refused by the API server: {refusal_message(error)}")
+                result.refused.append(f"{kind} {name} refused by the API server: {refusal_message(error)}")
                 continue
-            what = "adopted" if ownership == Ownership.ORPHAN else "corrected" if current is not None else ""
-            applied.append(f"{kind}/{name}" + (f" ({what})" if what else ""))
-        return applied, conflicts, refused
+            self.cache.put_child(stored)
+            label = f"{kind}/{name}"
+            if ownership == Ownership.ORPHAN:
+                result.adopted.append(label)
+            elif current is not None and self._applied.get(where) == wanted:
+                result.corrected.append(label)  # we applied this content before: someone changed it
+            else:
+                result.applied.append(label)
+            self._applied[where] = wanted
+            if differs(obj, stored):
+                # Something rewrites our fields as they are stored (a mutating admission webhook):
+                # applying again would loop; say so once and wait for our content to change.
+                self._unappliable[where] = wanted
+                logger.warning("%s/%s: the API server stores %s other than applied", key[0], key[1], label)
+        return result
 
-    async def _retire(
-        self, key: Key, children: list[tuple[dict[str, Any], Ownership]], decision: LifecycleDecision
-    ) -> list[str]:
+    async def _retire(self, key: Key, children: list[Child], decision: LifecycleDecision) -> list[str]:
         """Delete the objects of retired versions (only those this deployment owns)."""
         retired = set(decision.retire)
         deleted = []
-        for child, ownership in children:
-            if ownership != Ownership.OURS or version_ref_of(child) not in retired:
+        for child in children:
+            if child.ownership != Ownership.OURS or child.version not in retired:
                 continue
-            await self.client.delete(child)
-            self.cache.drop_child(child)
-            if child["kind"] == "RayService":
-                self.serve.forget(key[0], child["metadata"]["name"])
-            deleted.append(f"{child['kind']}/{child['metadata']['name']}")
+            await self.client.delete(child.body)
+            self.cache.drop_child(child.body)
+            name = child.body["metadata"]["name"]
+            self._applied.pop((child.body["kind"], key[0], name), None)
+            if child.body["kind"] == "RayService":
+                self.serve.forget(key[0], name)
+            deleted.append(f"{child.body['kind']}/{name}")
         return deleted
 
     # ─── steps 7-8 ───────────────────────────────────────────────────────────────────────────
@@ -372,9 +420,9 @@ class Reconciler:
         outcome: PassOutcome,
         now: datetime,
         *,
-        applied: list[str],
+        applied: Applied,
         deleted: list[str],
-        notes: Any,
+        notes: Sequence[Note],
     ) -> None:
         status = compute_status(previous, outcome, generation=body["metadata"].get("generation"), now=now)
         patch = status_patch(body.get("status") or {}, status.to_dict())
@@ -384,7 +432,16 @@ class Reconciler:
             # compare against the old status and write (and announce) the same change again.
             self.cache.put_deployment({**body, "status": status.to_dict()})
         log = logging.LoggerAdapter(logger, {"deployment": f"{key[0]}/{key[1]}"})
-        for decision in decide_events(previous, status, applied=applied, deleted=deleted, notes=notes):
+        events = decide_events(
+            previous,
+            status,
+            applied=applied.applied,
+            corrected=applied.corrected,
+            adopted=applied.adopted,
+            deleted=deleted,
+            notes=notes,
+        )
+        for decision in events:
             DECISIONS.labels(reason=decision.reason.value).inc()
             log.info(
                 "%s: %s", decision.reason.value, decision.message, extra={"reason": decision.reason.value}
@@ -477,6 +534,10 @@ def _owner_words(body: Mapping[str, Any]) -> str:
     if controller is not None:
         return f"{controller.get('kind')} {controller.get('name')}"
     return "no DeepSeekDeployment (created by someone else)"
+
+
+def _content_hash(obj: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 def _digest(

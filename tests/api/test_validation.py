@@ -351,6 +351,13 @@ CASES = [
         server=True,
     ),
     Case(
+        "zero-groups-without-autoscaling",
+        "tiny-local",
+        {"spec.groups": 0},
+        {"spec.groups": "0 stops serving: set at least 1, or autoscaling with scaleToZero: true"},
+        server=True,
+    ),
+    Case(
         "groups-outside-autoscaling-bounds",
         "deepseek-r1-h100",
         {"spec.groups": 9},

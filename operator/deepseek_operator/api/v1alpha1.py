@@ -420,12 +420,28 @@ class AutoscalingSpec(ApiModel):
     """Fewest groups; 0 needs `scaleToZero`."""
     max_groups: int = Field(ge=1, le=1024)
     """Most groups."""
-    target_queue_depth_per_group: float = Field(default=64.0, gt=0, le=1_000_000)
-    """Waiting + running requests per group the autoscaler aims for."""
-    upscale_delay_seconds: int = Field(default=30, ge=0, le=86_400)
-    """How long demand must stay above target before adding a group."""
+    target_queue_depth_per_group: float | None = Field(default=None, gt=0, le=1_000_000)
+    """Waiting + running requests one group is planned to carry. Omit it (the default) to plan
+    for the slots each group reports: `max_num_seqs` × its ranks, capped by
+    `serving.limits.maxConcurrentRequests`, fewer when its KV cache fills first. Set it only to
+    keep groups below a full batch (e.g. for a tighter inter-token latency)."""
+    headroom_percent: int = Field(default=10, ge=0, le=100)
+    """Spare capacity kept above the forecast demand, percent, on top of three standard deviations
+    of the random fluctuation of requests in flight. It absorbs what the forecast misses
+    (bursts, a ramp steeper than the recent trend) while a new group starts; 10 keeps DeepSeek-
+    class groups busy at about 85 % of their slots. Raise it for bursty traffic with long cold
+    starts: a burst shorter than a cold start can only be met by headroom."""
+    cold_start_seconds: int = Field(default=600, ge=0, le=86_400)
+    """Expected seconds from adding a group to its serving (scheduling, image and weights pull,
+    model load, warm-up): how far ahead the autoscaler sizes for demand. DeepSeek-V3/R1 groups
+    take 2-15 minutes (weights cached on the node vs. pulled). The autoscaler replaces it with
+    the start times it measures on the groups it adds."""
+    upscale_delay_seconds: int = Field(default=15, ge=0, le=86_400)
+    """How long the forecast must need more groups before they are added (filters one noisy
+    sample; the look-ahead already anticipates the cold start)."""
     downscale_delay_seconds: int = Field(default=600, ge=0, le=86_400)
-    """How long demand must stay below target before removing a group."""
+    """How long the demand must fit in fewer groups (with headroom and a hysteresis band)
+    before they are removed; the count then drops to the most groups needed in that time."""
     scale_to_zero: bool = False
     """Allow scaling to zero groups when idle (first request after waits for a full model load)."""
 
@@ -666,6 +682,17 @@ class DeepSeekDeploymentSpec(ApiModel):
     """Desired state of a DeepSeek MoE model served by KubeRay, Ray Serve and vLLM."""
 
     cross_field_rules = (
+        CrossFieldRule(
+            cel="!has(self.groups) || self.groups > 0 || "
+            "(has(self.autoscaling) && self.autoscaling.scaleToZero)",
+            message="groups 0 needs autoscaling with scaleToZero",
+            field="groups",
+            check=lambda s: (
+                None
+                if s.groups != 0 or (s.autoscaling is not None and s.autoscaling.scale_to_zero)
+                else "0 stops serving: set at least 1, or autoscaling with scaleToZero: true"
+            ),
+        ),
         CrossFieldRule(
             cel="!has(self.groups) || !has(self.autoscaling) || "
             "(self.groups >= self.autoscaling.minGroups && self.groups <= self.autoscaling.maxGroups)",

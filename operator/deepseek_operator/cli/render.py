@@ -9,11 +9,11 @@ from typing import Annotated, Any, Literal
 import typer
 
 from deepseek_operator.cli._app import app, console, err_console
-from deepseek_operator.cli.validate import validate_document
+from deepseek_operator.cli.validate import context_for
+from deepseek_operator.desired import plan_desired
 from deepseek_operator.errors import InvalidSpec
 from deepseek_operator.manifests import dump_yaml_stream, load_manifests
-from deepseek_operator.planner.plan import plan_deployment
-from deepseek_operator.render import render_deployment
+from deepseek_operator.render import RenderConfig, render_deployment
 
 
 def dump_objects(objects: list[dict[str, Any]], output: Literal["yaml", "json"]) -> str:
@@ -28,7 +28,11 @@ def render(
     files: Annotated[list[Path], typer.Argument(help="YAML files or directories.", show_default=False)],
     output: Annotated[Literal["yaml", "json"], typer.Option("--output", "-o", help="yaml or json.")] = "yaml",
 ) -> None:
-    """Print the RayService, Services, ConfigMaps and HTTPRoute the operator would apply."""
+    """Print the RayService, Services, ConfigMaps and HTTPRoute the operator would apply.
+
+    ConfigMaps among the files stand in for the cluster's: an architecture `configMapRef` and the
+    expert-load statistics `eplb.loadStats` are planned from them, as the operator plans.
+    """
     manifests = load_manifests(files)
     objects: list[dict[str, Any]] = []
     failed = bool(manifests.unreadable)
@@ -36,8 +40,13 @@ def render(
         err_console.print(f"[red]✗[/red] {origin}: {error}")
     for document in manifests.deployments:
         try:
-            validated = validate_document(document, manifests)
-            objects += render_deployment(validated, plan_deployment(validated)).objects
+            desired = plan_desired(
+                document.body,
+                context_for(document, manifests),
+                manifests.config_map_data(document.namespace),
+                RenderConfig(),
+            )
+            objects += render_deployment(desired.validated, desired.desired.plan).objects
         except InvalidSpec as invalid:
             for error in invalid.errors:
                 err_console.print(f"[red]✗[/red] {document.origin}: {error}")

@@ -16,11 +16,12 @@ from typing import Any
 import yaml
 
 from deepseek_operator.api import constants
+from deepseek_operator.render import EXPERT_MAP_SUFFIX, ray_service_name
 from deepseek_operator.rollout import ObservedVersion, VersionRef
 from deepseek_operator.status.serve_errors import FAILED_STATUSES, application_root_error
 from deepseek_serving.llm_config import SERVE_DEPLOYMENT_NAME
 
-__all__ = ["observe_version", "version_ref_of"]
+__all__ = ["child_version", "observe_version", "version_ref_of"]
 
 
 def version_ref_of(body: Mapping[str, Any]) -> VersionRef:
@@ -31,14 +32,46 @@ def version_ref_of(body: Mapping[str, Any]) -> VersionRef:
     )
 
 
+def child_version(
+    child: Mapping[str, Any], deployment: str, known: Mapping[str, VersionRef]
+) -> VersionRef | None:
+    """Which version a RayService (or its expert map) runs: by its name, as the status recorded it,
+    or from its labels when they agree with its name. Labels alone are never trusted: a version
+    label edited by hand is drift to revert, not a reason to retire a serving RayService.
+
+    Parameters:
+        child: a RayService or ConfigMap of the deployment.
+        deployment: the deployment's name.
+        known: RayService name -> version, from `status.traffic`.
+
+    Returns:
+        The version, or None for an object that is not a version's (a Service, an HTTPRoute) or
+        whose labels contradict its name.
+    """
+    name = str(child["metadata"]["name"])
+    if child["kind"] == "ConfigMap" and name.endswith(EXPERT_MAP_SUFFIX):
+        name = name.removesuffix(EXPERT_MAP_SUFFIX)
+    elif child["kind"] != "RayService":
+        return None
+    if name in known:
+        return known[name]
+    labelled = version_ref_of(child)
+    return labelled if ray_service_name(deployment, labelled) == name else None
+
+
 def observe_version(
-    ray_service: Mapping[str, Any], serve_details: Mapping[str, Any] | None, *, now: datetime
+    ray_service: Mapping[str, Any],
+    serve_details: Mapping[str, Any] | None,
+    *,
+    ref: VersionRef,
+    now: datetime,
 ) -> ObservedVersion:
     """One RayService as the lifecycle sees it.
 
     Parameters:
         ray_service: the RayService object (KubeRay v1.7 status).
         serve_details: Ray's `ServeInstanceDetails` JSON for its cluster, or None when unknown.
+        ref: the version it runs (`child_version`).
         now: when `serve_details` was read.
     """
     metadata, status = ray_service.get("metadata") or {}, ray_service.get("status") or {}
@@ -68,7 +101,7 @@ def observe_version(
         configured = int(args.get("groups") or 0)
         ready_groups, desired_groups = (configured if ready else 0), None
     return ObservedVersion(
-        ref=version_ref_of(ray_service),
+        ref=ref,
         ray_service=str(metadata.get("name", "")),
         ready=ready,
         failed=bool(failed),

@@ -36,6 +36,7 @@ from deepseek_operator.rollout.types import GroupTarget, VersionRef
 from deepseek_operator.validation import ValidatedDeployment
 
 __all__ = [
+    "EXPERT_MAP_SUFFIX",
     "Backend",
     "RenderConfig",
     "RenderedDeployment",
@@ -51,6 +52,8 @@ __all__ = [
 
 MAX_RAY_SERVICE_NAME = 40
 """KubeRay derives longer names (RayCluster, head and serve Services) from a RayService's."""
+EXPERT_MAP_SUFFIX = "-expert-map"
+"""A version's expert-map ConfigMap is `<its RayService>-expert-map`."""
 
 
 def ray_service_name(deployment: str, ref: VersionRef) -> str:
@@ -198,7 +201,7 @@ def _expert_map(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": f"{ray_service['metadata']['name']}-expert-map",
+            "name": f"{ray_service['metadata']['name']}{EXPERT_MAP_SUFFIX}",
             "namespace": _namespace(deployment),
             "labels": labels_for(deployment.resource.metadata.name, ref),
         },

@@ -36,13 +36,17 @@ def decide_events(
     *,
     applied: Sequence[str],
     deleted: Sequence[str],
+    corrected: Sequence[str] = (),
+    adopted: Sequence[str] = (),
     notes: Sequence[Note] = (),
 ) -> list[Decision]:
     """The pass's Events, most important first; empty when it decided nothing new."""
     lifecycle = [
         Decision("Warning" if note.warning else "Normal", note.reason, note.message) for note in notes
     ]
-    bookkeeping = _bookkeeping(previous, current, applied=applied, deleted=deleted)
+    bookkeeping = _bookkeeping(
+        previous, current, applied=applied, corrected=corrected, adopted=adopted, deleted=deleted
+    )
     return [*lifecycle, *([bookkeeping] if bookkeeping else [])]
 
 
@@ -51,10 +55,12 @@ def _bookkeeping(
     current: DeepSeekDeploymentStatus,
     *,
     applied: Sequence[str],
+    corrected: Sequence[str],
+    adopted: Sequence[str],
     deleted: Sequence[str],
 ) -> Decision | None:
     """Earlier entries outrank later ones: a user-actionable problem, then readiness, then
-    scaling, planning, applying and deleting objects."""
+    scaling, planning, drift reverted, orphans adopted, objects applied and deleted."""
     decisions: list[tuple[str, EventReason, str]] = []
     degraded = find_condition(current.conditions, ConditionType.DEGRADED)
     was_degraded = find_condition(previous.conditions, ConditionType.DEGRADED)
@@ -85,6 +91,12 @@ def _bookkeeping(
                 f"EP={plan.expert_parallel_size} on {plan.nodes_per_group} node(s) per group",
             )
         )
+    if corrected:
+        decisions.append(
+            ("Normal", EventReason.DRIFT_CORRECTED, f"reverted hand edits of {', '.join(corrected)}")
+        )
+    if adopted:
+        decisions.append(("Normal", EventReason.ADOPTED, f"adopted {', '.join(adopted)}"))
     if applied:
         decisions.append(("Normal", EventReason.APPLIED, f"applied {', '.join(applied)}"))
     if deleted:

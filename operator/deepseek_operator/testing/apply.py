@@ -45,14 +45,21 @@ _SERVER_FIELDS = frozenset(
 class Shape:
     """How to walk one node: list type and keys, and whether a map is atomic."""
 
-    def __init__(self, schema: Mapping[str, Any] | None, merge_keys: Mapping[str, str], path: str) -> None:
+    def __init__(
+        self,
+        schema: Mapping[str, Any] | None,
+        merge_keys: Mapping[str, str],
+        path: str,
+        atomic_maps: frozenset[str] = frozenset(),
+    ) -> None:
         self.schema = schema
         self.merge_keys = merge_keys
         self.path = path
+        self.atomic_maps = atomic_maps
 
     @classmethod
     def of(cls, rt: ResourceType) -> Shape:
-        return cls(rt.schema, rt.merge_keys, "")
+        return cls(rt.schema, rt.merge_keys, "", rt.atomic_maps)
 
     def child(self, name: str) -> Shape:
         sub: Mapping[str, Any] | None = None
@@ -60,11 +67,13 @@ class Shape:
             props = self.schema.get("properties") or {}
             additional = self.schema.get("additionalProperties")
             sub = props.get(name, additional if isinstance(additional, Mapping) else None)
-        return Shape(sub, self.merge_keys, f"{self.path}.{name}" if self.path else name)
+        return Shape(sub, self.merge_keys, f"{self.path}.{name}" if self.path else name, self.atomic_maps)
 
     def item(self) -> Shape:
         items = self.schema.get("items") if self.schema is not None else None
-        return Shape(items if isinstance(items, Mapping) else None, self.merge_keys, f"{self.path}[]")
+        return Shape(
+            items if isinstance(items, Mapping) else None, self.merge_keys, f"{self.path}[]", self.atomic_maps
+        )
 
     def list_type(self) -> tuple[str, list[str]]:
         if self.schema is not None and self.schema.get("x-kubernetes-list-type"):
@@ -78,6 +87,8 @@ class Shape:
         return "atomic", []
 
     def atomic_map(self) -> bool:
+        if self.path in self.atomic_maps:
+            return True
         return self.schema is not None and self.schema.get("x-kubernetes-map-type") == "atomic"
 
 

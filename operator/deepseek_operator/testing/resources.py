@@ -68,6 +68,7 @@ class ResourceType:
     crd: str = ""  # name of the CRD that serves it; empty for built-ins
     field_labels: tuple[str, ...] = ()  # field selectors beyond metadata.name/namespace
     merge_keys: Mapping[str, str] = field(default_factory=dict)  # SMP/SSA list keys by path
+    atomic_maps: frozenset[str] = frozenset()  # built-in maps replaced whole by apply (map-type atomic)
     verbs: tuple[str, ...] = VERBS
     singular: str = ""
     printer_columns: tuple[Mapping[str, Any], ...] = ()  # a CRD version's additionalPrinterColumns
@@ -154,6 +155,8 @@ BUILTINS: tuple[ResourceType, ...] = (
         short_names=("svc",),
         status=True,
         merge_keys=_SERVICE_KEYS,
+        # core/v1 ServiceSpec.selector is `x-kubernetes-map-type: atomic`: an apply replaces it.
+        atomic_maps=frozenset({"spec.selector"}),
         categories=("all",),
     ),
     _core("ServiceAccount", "serviceaccounts", short_names=("sa",)),

@@ -1,0 +1,338 @@
+"""What a production operator owes, tried as a user would (issue 10's defects), against `dsd operator`
+running as its own process with a five-minute resync (and the default two-second settle before a
+new RayService): everything below happens within seconds, so it is driven by watch events, not by
+the periodic resync.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, watch
+from typer.testing import CliRunner
+
+from deepseek_operator.cli import app
+from deepseek_operator.modelcfg.catalog import catalog_config
+from deepseek_operator.testing.kuberay import KubeRayStandIn
+from deepseek_operator.testing.process import OperatorProcess
+from e2e_tests.support import GROUP, Cluster
+from tests.api.resources import example
+from tests.operator.conftest import eventually
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def operator_process(
+    kubeconfig: Path, kuberay_standin: KubeRayStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    env = {
+        "DSD_RECONCILE__RESYNC_SECONDS": "300",
+        "DSD_RAY__SERVE_TTL_SECONDS": "0.5",
+        "DSD_RAY__DASHBOARD_URL_TEMPLATE": kuberay_standin.dashboard_url_template,
+    }
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with OperatorProcess(kubeconfig, log, env=env, standalone=True) as process:
+        yield process
+
+
+@pytest.fixture
+def cluster(k8s_client: Any, namespace: str, operator_process: OperatorProcess) -> Cluster:
+    return Cluster(k8s_client, namespace)
+
+
+def _tiny(namespace: str, name: str = "tiny") -> dict[str, Any]:
+    document = copy.deepcopy(example("tiny-local"))
+    document["metadata"] = {"name": name, "namespace": namespace}
+    document["spec"]["serving"] = {"limits": {"requestTimeoutSeconds": 1}}
+    return document
+
+
+def _serving(cluster: Cluster, name: str = "tiny", version: str = "v1") -> dict[str, Any]:
+    status: dict[str, Any] = cluster.deployment(name).get("status") or {}
+    assert (status.get("phase"), status.get("currentVersion")) == ("Serving", version), status.get("message")
+    return status
+
+
+def _load_config_map(namespace: str, hot_expert: int) -> dict[str, Any]:
+    """Expert-load statistics of the tiny model (2 MoE layers, 16 experts) with one hot expert."""
+    layers = [[100.0 if expert == hot_expert else 1.0 for expert in range(16)] for _ in range(2)]
+    document = {"format": "deepseek.serving.dev/expert-load/v1", "layers": layers}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "tiny-load", "namespace": namespace},
+        "data": {"expert-load.json": json.dumps(document)},
+    }
+
+
+def _eplb_tiny(namespace: str) -> dict[str, Any]:
+    """The tiny model on two GPUs of one node, EPLB on, planned from the load statistics."""
+    document = _tiny(namespace)
+    spec = document["spec"]
+    spec["parallelism"] = {
+        "tensorParallelSize": 1,
+        "dataParallelSize": 2,
+        "expertParallelSize": 2,
+        "eplb": {
+            "enabled": True,
+            "redundantExperts": 2,
+            "loadStats": {"name": "tiny-load", "key": "expert-load.json"},
+        },
+    }
+    spec["resources"] = {"gpuType": "H100", "gpusPerNode": 2}
+    return document
+
+
+def _expert_map(cluster: Cluster) -> str:
+    found = cluster.core.list_namespaced_config_map(
+        cluster.namespace,
+        label_selector=f"{GROUP}/deployment=tiny,app.kubernetes.io/managed-by=deepseek-operator",
+    ).items
+    assert len(found) == 1, [item.metadata.name for item in found]
+    return str(found[0].data["expert-map.json"])
+
+
+def test_render_plans_from_a_load_config_map_as_the_operator_does_and_edits_reach_it_in_seconds(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    config_map, document = _load_config_map(cluster.namespace, hot_expert=3), _eplb_tiny(cluster.namespace)
+    cluster.core.create_namespaced_config_map(cluster.namespace, config_map)
+    cluster.create_deployment(document)
+    applied = eventually(lambda: _expert_map(cluster))
+
+    # dsd render, given the same ConfigMap among its files, prints exactly the operator's map.
+    (tmp_path / "deployment.yaml").write_text(yaml.safe_dump_all([config_map, document]))
+    rendered = CliRunner().invoke(app, ["render", str(tmp_path / "deployment.yaml"), "-o", "json"])
+    assert rendered.exit_code == 0, rendered.output
+    (offline,) = [item for item in json.loads(rendered.output)["items"] if item["kind"] == "ConfigMap"]
+    assert offline["data"]["expert-map.json"] == applied
+
+    # The referenced ConfigMap is watched: an edit is planned in seconds, not at the next resync.
+    started = time.monotonic()
+    cluster.core.replace_namespaced_config_map(
+        "tiny-load", cluster.namespace, _load_config_map(cluster.namespace, 11)
+    )
+    eventually(lambda: _expert_map(cluster) != applied, timeout=10)
+    assert time.monotonic() - started < 10
+
+
+def test_hand_edits_of_managed_fields_are_reverted_and_deleted_children_recreated(cluster: Cluster) -> None:
+    cluster.create_deployment(_tiny(cluster.namespace))
+    eventually(_serving_tiny(cluster))
+    ray_service = cluster.ray_service_of("tiny", "v1")
+    name = ray_service["metadata"]["name"]
+    worker_path = ray_service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    rendered_env = worker_path[0]["template"]["spec"]["containers"][0]["env"]
+
+    # A worker count, a container's environment and a managed label, changed by hand.
+    edited = copy.deepcopy(worker_path)
+    edited[0]["replicas"] = 5
+    edited[0]["template"]["spec"]["containers"][0]["env"] = [*rendered_env, {"name": "HAND", "value": "edit"}]
+    hand_edit = {
+        "metadata": {"labels": {f"{GROUP}/version": "hand"}},
+        "spec": {"rayClusterConfig": {"workerGroupSpecs": edited}},
+    }
+    cluster.custom.patch_namespaced_custom_object(
+        "ray.io", "v1", cluster.namespace, "rayservices", name, hand_edit
+    )
+    # The stable Service's selector, widened by hand.
+    cluster.core.patch_namespaced_service("tiny", cluster.namespace, {"spec": {"selector": {"extra": "x"}}})
+
+    def reverted() -> bool:
+        current = cluster.custom.get_namespaced_custom_object(
+            "ray.io", "v1", cluster.namespace, "rayservices", name
+        )
+        group = current["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+        selector = cluster.core.read_namespaced_service("tiny", cluster.namespace).spec.selector
+        return (
+            group["replicas"] == 1
+            and group["template"]["spec"]["containers"][0]["env"] == rendered_env
+            and current["metadata"]["labels"][f"{GROUP}/version"] == "v1"
+            and "extra" not in selector
+        )
+
+    eventually(reverted, timeout=10)
+    corrected = [event.message for event in cluster.events("tiny") if event.reason == "DriftCorrected"]
+    assert corrected, [event.reason for event in cluster.events("tiny")]
+    assert f"RayService/{name}" in " ".join(corrected)
+
+    # A child deleted by hand comes back.
+    cluster.core.delete_namespaced_service("tiny", cluster.namespace)
+    names = lambda: {
+        service.metadata.name for service in cluster.core.list_namespaced_service(cluster.namespace).items
+    }  # noqa: E731
+    eventually(lambda: "tiny" in names(), timeout=10)
+
+
+def _serving_tiny(cluster: Cluster):  # type: ignore[no-untyped-def]
+    return lambda: _serving(cluster)
+
+
+def test_a_recreated_deployment_adopts_orphans_and_its_deletion_leaves_nothing(cluster: Cluster) -> None:
+    cluster.create_deployment(_tiny(cluster.namespace))
+    eventually(_serving_tiny(cluster))
+    orphaned = cluster.ray_service_of("tiny", "v1")["metadata"]["name"]
+    cluster.custom.delete_namespaced_custom_object(
+        GROUP, "v1alpha1", cluster.namespace, "deepseekdeployments", "tiny", propagation_policy="Orphan"
+    )
+    eventually(lambda: not cluster.ray_services()[orphaned]["metadata"].get("ownerReferences"), timeout=10)
+
+    created = cluster.create_deployment(_tiny(cluster.namespace))
+    eventually(_serving_tiny(cluster))
+    adopted = cluster.ray_services()[orphaned]
+    (owner,) = adopted["metadata"]["ownerReferences"]
+    assert owner["uid"] == created["metadata"]["uid"]
+    assert set(cluster.ray_services()) == {orphaned}  # adopted, not started again
+
+    cluster.delete_deployment("tiny")
+    eventually(lambda: cluster.ray_services() == {}, timeout=20)
+    services = cluster.core.list_namespaced_service(cluster.namespace).items
+    assert [s.metadata.name for s in services if s.metadata.name == "tiny"] == []
+
+
+def test_names_never_collide_and_another_owners_object_is_never_taken(cluster: Cluster) -> None:
+    first = _tiny(cluster.namespace, name="a")
+    first["spec"]["versions"][0]["name"] = "b-v1"
+    second = _tiny(cluster.namespace, name="a-b")
+    cluster.create_deployment(first)
+    cluster.create_deployment(second)
+    eventually(lambda: _serving(cluster, "a", "b-v1") and _serving(cluster, "a-b", "v1"))
+    names = {
+        cluster.ray_service_of("a", "b-v1")["metadata"]["name"],
+        cluster.ray_service_of("a-b", "v1")["metadata"]["name"],
+    }
+    assert len(names) == 2
+    cluster.delete_deployment("a-b")
+    eventually(lambda: set(cluster.ray_services_by_version("a-b")) == set(), timeout=20)
+    assert set(cluster.ray_services_by_version("a")) == {"b-v1"}
+
+    # A Service someone else made under the name the deployment needs: refused, left alone.
+    cluster.core.create_namespaced_service(
+        cluster.namespace,
+        {"metadata": {"name": "c", "labels": {"team": "theirs"}}, "spec": {"ports": [{"port": 80}]}},
+    )
+    cluster.create_deployment(_tiny(cluster.namespace, name="c"))
+
+    def conflict() -> dict[str, Any]:
+        degraded = cluster.condition("c", "Degraded")
+        assert (degraded["status"], degraded["reason"]) == ("True", "NameConflict"), degraded
+        return degraded
+
+    degraded = eventually(conflict, timeout=20)
+    assert "Service c exists and belongs to no DeepSeekDeployment" in degraded["message"]
+    theirs = cluster.core.read_namespaced_service("c", cluster.namespace)
+    assert theirs.metadata.labels == {"team": "theirs"}
+    assert not theirs.metadata.owner_references
+    assert [e.reason for e in cluster.events("c") if e.type == "Warning"] == ["NameConflict"]
+    cluster.delete_deployment("c")
+    time.sleep(1)
+    assert cluster.core.read_namespaced_service("c", cluster.namespace).metadata.labels == {"team": "theirs"}
+
+
+def test_ten_version_changes_in_two_seconds_start_only_the_last(cluster: Cluster, kubeconfig: Path) -> None:
+    document = _tiny(cluster.namespace)
+    cluster.create_deployment(document)
+    eventually(_serving_tiny(cluster))
+    created: list[str] = []
+    deleted: list[str] = []
+    stop = threading.Event()
+
+    def record() -> None:
+        api = client.ApiClient(cluster.api_client.configuration)
+        custom = client.CustomObjectsApi(api)
+        stream = watch.Watch()
+        for event in stream.stream(
+            custom.list_namespaced_custom_object,
+            "ray.io",
+            "v1",
+            cluster.namespace,
+            "rayservices",
+            timeout_seconds=60,
+        ):
+            (created if event["type"] == "ADDED" else deleted if event["type"] == "DELETED" else []).append(
+                event["object"]["metadata"]["labels"][f"{GROUP}/version"]
+            )
+            if stop.is_set():
+                stream.stop()
+
+    recorder = threading.Thread(target=record, daemon=True)
+    recorder.start()
+    time.sleep(1)
+    for index in range(2, 12):
+        cluster.patch_spec("tiny", {"versions": [{"name": f"v{index}"}]})
+        time.sleep(0.2)
+    eventually(lambda: _serving(cluster, "tiny", "v11"), timeout=30)
+    eventually(lambda: set(cluster.ray_services_by_version("tiny")) == {"v11"}, timeout=30)
+    stop.set()
+    cluster.patch_spec("tiny", {"groups": 1})  # one more event ends the watch
+    recorder.join(timeout=30)
+    assert created == ["v1", "v11"]  # the listing's existing v1, then only the final version
+    assert deleted == ["v1"]
+
+
+def test_a_spec_error_found_past_validation_is_status_and_one_warning(cluster: Cluster) -> None:
+    """The CRD refuses groups 0 without scale-to-zero; a stored object that slipped past it
+    (CRD applied later) is refused by the operator with its field path, once."""
+    document = _tiny(cluster.namespace)
+    cluster.create_deployment(document)
+    eventually(_serving_tiny(cluster))
+    cluster.patch_spec("tiny", {"model": {"maxModelLen": 10**6}})
+
+    def invalid() -> dict[str, Any]:
+        degraded = cluster.condition("tiny", "Degraded")
+        assert (degraded["status"], degraded["reason"]) == ("True", "ValidationFailed")
+        return degraded
+
+    eventually(invalid, timeout=10)
+    time.sleep(2)
+    warnings = [e for e in cluster.events("tiny") if e.type == "Warning"]
+    assert [e.reason for e in warnings] == ["ValidationFailed"]
+    assert cluster.condition("tiny", "Ready")["status"] == "True"
+
+
+def test_status_fields_that_become_unset_are_removed(cluster: Cluster) -> None:
+    config_map = _load_config_map(cluster.namespace, hot_expert=0)
+    cluster.core.create_namespaced_config_map(cluster.namespace, config_map)
+    document = _eplb_tiny(cluster.namespace)
+    cluster.create_deployment(document)
+    eventually(lambda: _serving(cluster)["plan"].get("eplbBalancedness") is not None)
+    # One rank per group: nothing to balance, no balancedness.
+    cluster.patch_spec(
+        "tiny",
+        {
+            "parallelism": {
+                "tensorParallelSize": 1,
+                "dataParallelSize": 1,
+                "expertParallelSize": 1,
+                "eplb": None,
+            }
+        },
+    )
+    eventually(lambda: "eplbBalancedness" not in cluster.deployment("tiny")["status"]["plan"], timeout=20)
+    assert cluster.deployment("tiny")["status"]["plan"]["expertParallelSize"] == 1
+
+
+def test_the_architecture_config_map_is_read_from_the_watch(cluster: Cluster) -> None:
+    cluster.core.create_namespaced_config_map(
+        cluster.namespace,
+        {"metadata": {"name": "arch"}, "data": {"config.json": json.dumps({"max_position_embeddings": 1})}},
+    )
+    document = _tiny(cluster.namespace)
+    document["spec"]["model"]["architecture"] = {"configMapRef": {"name": "arch"}}
+    cluster.create_deployment(document)
+    eventually(lambda: cluster.condition("tiny", "Degraded")["reason"] == "ValidationFailed", timeout=10)
+    cluster.core.replace_namespaced_config_map(
+        "arch",
+        cluster.namespace,
+        {"metadata": {"name": "arch"}, "data": {"config.json": json.dumps(catalog_config("deepseek-tiny"))}},
+    )
+    eventually(_serving_tiny(cluster), timeout=10)
