@@ -73,6 +73,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.canaryWeight",
         "description": "Canary traffic %",
     },
+    {"name": "Step", "type": "string", "jsonPath": ".status.canaryStep", "description": "Rollout step"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Summary"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},

@@ -167,9 +167,12 @@ def test_hand_edits_of_managed_fields_are_reverted_and_deleted_children_recreate
 
     # A child deleted by hand comes back.
     cluster.core.delete_namespaced_service("tiny", cluster.namespace)
-    names = lambda: {
-        service.metadata.name for service in cluster.core.list_namespaced_service(cluster.namespace).items
-    }  # noqa: E731
+
+    def names() -> set[str]:
+        return {
+            service.metadata.name for service in cluster.core.list_namespaced_service(cluster.namespace).items
+        }
+
     eventually(lambda: "tiny" in names(), timeout=10)
 
 
@@ -336,3 +339,54 @@ def test_the_architecture_config_map_is_read_from_the_watch(cluster: Cluster) ->
         {"metadata": {"name": "arch"}, "data": {"config.json": json.dumps(catalog_config("deepseek-tiny"))}},
     )
     eventually(_serving_tiny(cluster), timeout=10)
+
+
+def test_a_rollout_steered_with_dsd_rollout_and_shown_by_kubectl(
+    cluster: Cluster, kubeconfig_env: Path
+) -> None:
+    document = _tiny(cluster.namespace)
+    document["spec"]["rollout"] = {"steps": [{"setWeight": 50}, {"pause": {}}]}
+    cluster.create_deployment(document)
+    eventually(_serving_tiny(cluster))
+    cluster.patch_spec("tiny", {"versions": [*document["spec"]["versions"], {"name": "v2"}]})
+
+    def paused() -> dict[str, Any]:
+        status: dict[str, Any] = cluster.deployment("tiny")["status"]
+        assert (status["phase"], status["canaryWeight"], status["canaryStep"]) == ("Paused", 50, "2/2"), (
+            status
+        )
+        return status
+
+    eventually(paused, timeout=20)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["rollout", "status", "tiny", "-n", cluster.namespace])
+    assert shown.exit_code == 0, shown.output
+    assert "v1 → v2, step 2/2, Paused: paused until promoted" in shown.output
+
+    promoted = runner.invoke(app, ["rollout", "promote", "tiny", "-n", cluster.namespace])
+    assert promoted.exit_code == 0, promoted.output
+    eventually(lambda: _serving(cluster, "tiny", "v2"), timeout=20)
+
+    # Back to v1 from history: a new rollout of it, paused at the same step.
+    undone = runner.invoke(app, ["rollout", "undo", "tiny", "-n", cluster.namespace])
+    assert undone.exit_code == 0, undone.output
+    assert [v["name"] for v in cluster.deployment("tiny")["spec"]["versions"]] == ["v2", "v1"]
+    eventually(lambda: cluster.deployment("tiny")["status"].get("canaryVersion") == "v1", timeout=20)
+    aborted = runner.invoke(app, ["rollout", "abort", "tiny", "-n", cluster.namespace])
+    assert aborted.exit_code == 0, aborted.output
+
+    def rolled_back() -> dict[str, Any]:
+        status: dict[str, Any] = cluster.deployment("tiny")["status"]
+        assert (status["phase"], status["currentVersion"], status["rollout"]["phase"]) == (
+            "RolledBack",
+            "v2",
+            "Aborted",
+        ), status
+        return status
+
+    status = eventually(rolled_back, timeout=20)
+    assert [(h["version"], h["outcome"]) for h in status["history"]] == [
+        ("v2", "Promoted"),
+        ("v1", "Aborted"),
+    ]
+    assert cluster.condition("tiny", "Degraded")["reason"] == "Aborted"
