@@ -58,6 +58,7 @@ from deepseek_operator.rollout import (
 from deepseek_operator.rollout.analysis import QueryLabels, assess_measurement, due_measurements, step_metrics
 from deepseek_operator.status.compute import PassOutcome, Rejected, compute_status
 from deepseek_operator.status.events import Decision, decide_events
+from deepseek_operator.status.export import export_status, forget_status
 from deepseek_operator.workqueue import Key
 
 __all__ = ["Reconciler", "status_patch"]
@@ -176,6 +177,7 @@ class Reconciler:
         """Drop what was remembered of a deleted deployment."""
         self._memo.pop(key, None)
         self._seen.pop(key, None)
+        forget_status(*key)
 
     # ─── step 2 ──────────────────────────────────────────────────────────────────────────────
 
@@ -425,6 +427,7 @@ class Reconciler:
         notes: Sequence[Note],
     ) -> None:
         status = compute_status(previous, outcome, generation=body["metadata"].get("generation"), now=now)
+        export_status(key[0], key[1], status, outcome.steps)
         patch = status_patch(body.get("status") or {}, status.to_dict())
         if patch:
             await self.client.patch_status(key[0], key[1], patch)
