@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+from deepseek_operator.crdgen import render_crd, render_peering_crds
 from deepseek_operator.testing.kuberay import find_kuberay_crds
 from deepseek_operator.testing.server import ApiServer
 
@@ -27,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
         "--kubeconfig", type=Path, default=Path(".cache/testing/kubeconfig"), help="where to write it"
     )
     up.add_argument("--crds", type=Path, nargs="*", default=[], help="CRD YAML files or folders to install")
+    up.add_argument(
+        "--no-project-crds",
+        action="store_true",
+        help="do not install DeepSeekDeployment's CRD and kopf's peering CRDs (installed by default)",
+    )
     up.add_argument("--no-kuberay-crds", action="store_true", help="do not install KubeRay's CRDs")
     up.add_argument("--kuberay", action="store_true", help="also run the KubeRay stand-in on a local Ray")
     up.add_argument(
@@ -53,6 +59,8 @@ async def _up(args: argparse.Namespace) -> None:
     if kuberay_crds is not None:
         crds.append(kuberay_crds)
     names = server.install_crds(_crd_files(crds))
+    if not args.no_project_crds:
+        names += server.install_crd_objects([render_crd(), *render_peering_crds()])
     kubeconfig = server.write_kubeconfig(args.kubeconfig.resolve())
     print(f"API server: {server.url}", flush=True)
     print(f"CRDs: {', '.join(names) or 'none'}", flush=True)

@@ -178,13 +178,18 @@ class ApiServer:
 
     def install_crds(self, paths: Iterable[Path]) -> list[str]:
         """Create the CRDs in these YAML files (as ``kubectl apply -f`` would); returns their names."""
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # KubeRay's CRDs are large
+        return self.install_crd_objects(
+            doc for path in paths for doc in yaml.load_all(Path(path).read_text(), Loader=loader)
+        )
+
+    def install_crd_objects(self, documents: Iterable[Any]) -> list[str]:
+        """Create the CustomResourceDefinitions among `documents`; returns their names."""
         names: list[str] = []
-        for path in paths:
-            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # KubeRay's CRDs are large
-            for doc in yaml.load_all(Path(path).read_text(), Loader=loader):
-                if doc and doc.get("kind") == "CustomResourceDefinition":
-                    self.call(self.store.create, CRD_RESOURCE, "", doc)
-                    names.append(doc["metadata"]["name"])
+        for doc in documents:
+            if doc and doc.get("kind") == "CustomResourceDefinition":
+                self.call(self.store.create, CRD_RESOURCE, "", doc)
+                names.append(doc["metadata"]["name"])
         return names
 
     def compact(self) -> int:
