@@ -1,7 +1,7 @@
 """kopf wiring only (STYLE.md rule 13): watch streams feed the cache and the work queue.
 
-Every change of a DeepSeekDeployment, of an object it owns (RayService, Service, ConfigMap,
-HTTPRoute), and a periodic resync all end in `queue.add(key)`; `reconcile.Reconciler` does the
+Every change of a DeepSeekDeployment, of an object it owns (RayService, Service, HTTPRoute), of
+a ConfigMap it names, and a periodic resync all end in `queue.add(key)`; `reconcile.Reconciler` does the
 work. Raw watch events are used on purpose instead of kopf's create/update handlers: those store
 kopf's diff base and progress on the object, extra writes per pass, where our reconcile is
 level-based and needs none (the deployment's own status says what was done).
@@ -138,14 +138,8 @@ async def child_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, 
 
 @kopf.on.event("v1", "configmaps")
 async def config_map_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Our expert maps are children; a ConfigMap a deployment names is its input: either way, the
-    deployment is reconciled at once."""
+    """A ConfigMap a deployment names (architecture, expert load) is its input: reconcile it at once."""
     deleted = event["type"] == "DELETED"
-    labels = body.get("metadata", {}).get("labels") or {}
-    if labels.get(constants.LABEL_MANAGED_BY) == constants.MANAGED_BY:
-        owner = memo.cache.drop_child(body) if deleted else memo.cache.put_child(body)
-        if owner is not None:
-            memo.queue.add(owner)
     referencing = memo.cache.drop_config_map(body) if deleted else memo.cache.put_config_map(body)
     for key in referencing:
         memo.queue.add(key)

@@ -13,8 +13,7 @@ Notes on the verbs:
 - the operator reads its children from kopf's label-selected watches (`list`, `watch`); it GETs
   an object only before creating it (one it did not label may already hold the name: never taken
   over) and a ConfigMap a deployment names the first time (then the ConfigMap watch keeps it);
-- it deletes only what carries a version label (a retired version's RayService and expert map),
-  with a uid precondition;
+- it deletes only a retired version's RayService, with a uid precondition;
   the Service and HTTPRoute follow the deployment by owner reference (garbage collection);
 - kopf, cluster-wide: its resync timer runs without kopf's finalizer
   (`handlers._without_finalizer`), so deployments are never patched; kopf scans CRDs (list,
@@ -89,16 +88,14 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "",
         "configmaps",
-        ("get", "list", "watch", "create", "patch", "delete"),
-        "architecture/loadStats refs read and watched; expert maps watched, applied, deleted with "
-        "their version",
+        ("get", "list", "watch"),
+        "the architecture and load-statistics ConfigMaps a deployment names: read once, then watched",
     ),
     Permission(
         "",
         "services",
         ("get", "list", "watch", "create", "patch"),
-        "the stable Service: watched, its name checked before creating, applied; owner references "
-        "delete it",
+        "the stable Service: watched, its name checked before creating, applied; owner references delete it",
     ),
     Permission(
         "gateway.networking.k8s.io",

@@ -62,9 +62,9 @@ def _serving(cluster: Cluster, name: str = "tiny", version: str = "v1") -> dict[
     return status
 
 
-def _load_config_map(namespace: str, hot_expert: int) -> dict[str, Any]:
+def _load_config_map(namespace: str, hot_expert: int, heat: float = 100.0) -> dict[str, Any]:
     """Expert-load statistics of the tiny model (2 MoE layers, 16 experts) with one hot expert."""
-    layers = [[100.0 if expert == hot_expert else 1.0 for expert in range(16)] for _ in range(2)]
+    layers = [[heat if expert == hot_expert else 1.0 for expert in range(16)] for _ in range(2)]
     document = {"format": "deepseek.serving.dev/expert-load/v1", "layers": layers}
     return {
         "apiVersion": "v1",
@@ -92,13 +92,9 @@ def _eplb_tiny(namespace: str) -> dict[str, Any]:
     return document
 
 
-def _expert_map(cluster: Cluster) -> str:
-    found = cluster.core.list_namespaced_config_map(
-        cluster.namespace,
-        label_selector=f"{GROUP}/deployment=tiny,app.kubernetes.io/managed-by=deepseek-operator",
-    ).items
-    assert len(found) == 1, [item.metadata.name for item in found]
-    return str(found[0].data["expert-map.json"])
+def _plan(cluster: Cluster) -> dict[str, Any]:
+    plan: dict[str, Any] = (cluster.deployment("tiny").get("status") or {})["plan"]
+    return plan
 
 
 def test_render_plans_from_a_load_config_map_as_the_operator_does_and_edits_reach_it_in_seconds(
@@ -107,21 +103,26 @@ def test_render_plans_from_a_load_config_map_as_the_operator_does_and_edits_reac
     config_map, document = _load_config_map(cluster.namespace, hot_expert=3), _eplb_tiny(cluster.namespace)
     cluster.core.create_namespaced_config_map(cluster.namespace, config_map)
     cluster.create_deployment(document)
-    applied = eventually(lambda: _expert_map(cluster))
+    planned = eventually(lambda: _plan(cluster))
+    applied = eventually(lambda: cluster.ray_service_of("tiny", "v1"))
 
-    # dsd render, given the same ConfigMap among its files, prints exactly the operator's map.
+    # dsd render, given the same ConfigMap among its files, prints exactly the operator's RayService.
     (tmp_path / "deployment.yaml").write_text(yaml.safe_dump_all([config_map, document]))
     rendered = CliRunner().invoke(app, ["render", str(tmp_path / "deployment.yaml"), "-o", "json"])
     assert rendered.exit_code == 0, rendered.output
-    (offline,) = [item for item in json.loads(rendered.output)["items"] if item["kind"] == "ConfigMap"]
-    assert offline["data"]["expert-map.json"] == applied
+    (offline,) = [item for item in json.loads(rendered.output)["items"] if item["kind"] == "RayService"]
+    offline_config = yaml.safe_load(offline["spec"].pop("serveConfigV2"))
+    applied_config = yaml.safe_load(applied["spec"].pop("serveConfigV2"))
+    assert offline_config == applied_config
+    assert offline["spec"] == applied["spec"]
+    assert offline["metadata"]["name"] == applied["metadata"]["name"]
 
     # The referenced ConfigMap is watched: an edit is planned in seconds, not at the next resync.
     started = time.monotonic()
     cluster.core.replace_namespaced_config_map(
-        "tiny-load", cluster.namespace, _load_config_map(cluster.namespace, 11)
+        "tiny-load", cluster.namespace, _load_config_map(cluster.namespace, 11, heat=3.0)
     )
-    eventually(lambda: _expert_map(cluster) != applied, timeout=10)
+    eventually(lambda: _plan(cluster) != planned, timeout=10)
     assert time.monotonic() - started < 10
 
 

@@ -86,7 +86,7 @@ def _run_deployment_life(api: Any, kubeconfig: Path, directory: Path, audit: Aud
     document = copy.deepcopy(example("tiny-local"))
     spec = document["spec"]
     spec["model"]["architecture"] = {"configMapRef": {"name": "tiny-arch"}}
-    # GPU ranks with EPLB, so the expert-map ConfigMap exists (the stand-in fakes serving anyway).
+    # GPU ranks with EPLB (the stand-in fakes serving anyway), the architecture from a ConfigMap.
     spec["parallelism"] = {
         "tensorParallelSize": 1,
         "dataParallelSize": 2,
@@ -123,8 +123,8 @@ def _run_deployment_life(api: Any, kubeconfig: Path, directory: Path, audit: Aud
         eventually(lambda: serving("v2"), timeout=30)
 
         def retired() -> bool:
-            maps = core.list_namespaced_config_map(namespace, label_selector=f"{GROUP}/deployment=tiny").items
-            return {cm.metadata.labels[f"{GROUP}/version"] for cm in maps} == {"v2"}
+            listed = custom.list_namespaced_custom_object("ray.io", "v1", namespace, "rayservices")["items"]
+            return {item["metadata"]["labels"][f"{GROUP}/version"] for item in listed} == {"v2"}
 
         eventually(retired, timeout=45)
     # Stopped (SIGTERM): kopf's clean-up requests are in the log too.

@@ -66,10 +66,19 @@ def test_serving_args_carry_the_plan() -> None:
     assert args.api_key_env == "DEEPSEEK_API_KEY"
     assert args.limits.max_concurrent_requests_per_rank == 256  # 512 per group over 2 DP ranks
     assert args.autoscaling is not None
-    assert (args.autoscaling.min_groups, args.autoscaling.max_groups) == (
-        1,
-        4,
-    )
+
+
+def test_group_counts_are_a_deployment_override_never_args() -> None:
+    """Ray Serve restarts an application whose args change: the counts must live elsewhere."""
+    (ray_service,) = _render("deepseek-r1-h100").of_kind("RayService")
+    (application,) = yaml.safe_load(ray_service["spec"]["serveConfigV2"])["applications"]
+    assert "groups" not in application["args"]
+    assert "minGroups" not in application["args"]["autoscaling"]
+    (override,) = application["deployments"]
+    scaling = override["autoscaling_config"]
+    # 1..4 groups of 2 DP ranks each, in Serve replicas.
+    assert (override["name"], scaling["min_replicas"], scaling["max_replicas"]) == ("engine-ranks", 2, 8)
+    assert "min_groups" not in scaling["policy"]["policy_kwargs"]["autoscaling"]
 
 
 def test_worker_pods_hold_whole_groups_of_gpus() -> None:
@@ -130,13 +139,12 @@ def test_pvc_sources_are_mounted_read_only() -> None:
     ).model_source == ("/models/weights/deepseek-r1")
 
 
-def test_expert_map_configmap_and_http_route() -> None:
+def test_eplb_policy_settings_and_http_route() -> None:
     rendered = _render("deepseek-r1-h100")
-    (config_map,) = rendered.of_kind("ConfigMap")
-    expert_map = json.loads(config_map["data"]["expert-map.json"])
-    assert len(expert_map["physicalToLogical"]) == 58
+    assert rendered.of_kind("ConfigMap") == []  # vLLM cannot be seeded with a map: none is rendered
+    settings = json.loads(_serving_args(rendered).eplb.policy_settings or "{}")
+    assert (settings["regime"], settings["gpuType"], settings["policy"]) == ("decode", "H100", "auto")
     (ray_service,) = rendered.of_kind("RayService")
-    assert config_map["metadata"]["name"] == f"{ray_service['metadata']['name']}-expert-map"
     (route,) = rendered.of_kind("HTTPRoute")
     assert route["spec"]["rules"][0]["backendRefs"] == [
         {"name": f"{ray_service['metadata']['name']}-serve-svc", "port": 8000, "weight": 100}

@@ -68,7 +68,7 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per deployment.")] = False,
     svg: Annotated[Path | None, typer.Option(help="Write the expert-to-GPU map as an SVG heat map.")] = None,
 ) -> None:
-    """Plan parallel sizes, memory per GPU, Ray placement and the EPLB expert map."""
+    """Plan parallel sizes, memory per GPU, Ray placement, and the EPLB expert map with its predicted step."""
     manifests = load_manifests([file])
     plans: list[Plan] = []
     failed = False
@@ -204,8 +204,7 @@ def _expert_tables(plan: Plan) -> list[Table | Panel]:
     summary = summarize_placement(placement, expert_bytes=expert_bytes(plan.architecture, plan.weight_format))
     table = Table(
         title=f"Expert balance ({summary.policy}, load: {plan.load_source}): balancedness "
-        f"{summary.balancedness:.3f} of at most {summary.balancedness_bound:.3f}",
-        caption=summary.reason,
+        f"{summary.balancedness:.3f} of at most {summary.balancedness_bound:.3f} (reported, not optimised)",
     )
     table.add_column("MoE layer", justify="right")
     table.add_column("balancedness", justify="right")
@@ -217,4 +216,49 @@ def _expert_tables(plan: Plan) -> list[Table | Panel]:
             str(plan.architecture.moe_layer_indices[index]), f"{value:.3f}", "█" * round(value * 30)
         )
     table.add_row("[dim]mean of all[/dim]", f"{summary.balancedness:.3f}", "")
-    return [table]
+    return [_step_table(plan), table]
+
+
+_CANDIDATE_LABELS = {
+    "deepseek-hierarchical": "DeepSeek hierarchical",
+    "deepseek-global": "DeepSeek global",
+}
+
+
+def _step_table(plan: Plan) -> Table:
+    """Predicted MoE layer step of the planned map and of every candidate, vLLM's default marked."""
+    placement = plan.expert_placement
+    assert placement is not None
+    cost = placement.cost
+    figures = cost.gpu.name
+    if plan.inventory.gpu_type != figures:
+        figures += (
+            f" figures ({'CPU ranks' if plan.inventory.accelerator == 'cpu' else 'gpuType not in the table'})"
+        )
+    table = Table(
+        title=f"Predicted MoE layer step, slowest GPU ({cost.regime} on {figures}; µs per layer, mean of "
+        f"{placement.num_layers} layers)",
+        caption=placement.reason,
+    )
+    for column in ("placement", "step", "compute", "NVLink", "RDMA", "RDMA MB/GPU", "balancedness", "layers"):
+        table.add_column(column, justify="left" if column == "placement" else "right")
+    reference = placement.reference.policy
+    for score in (placement.score, *placement.candidates):
+        label = (
+            "[bold]planned map[/bold]"
+            if score.policy == "chosen"
+            else _CANDIDATE_LABELS.get(score.policy, score.policy)
+        )
+        if score.policy == reference:
+            label += " (vLLM's default)"
+        table.add_row(
+            label,
+            f"{score.step_us:,.0f}",
+            f"{score.compute_us:,.0f}",
+            f"{score.nvlink_us:,.0f}",
+            f"{score.rdma_us:,.0f}",
+            f"{score.cross_node_mb_per_gpu:.1f}",
+            f"{score.balancedness:.3f}",
+            str(score.layers_chosen),
+        )
+    return table

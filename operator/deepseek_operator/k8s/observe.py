@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from deepseek_operator.api import constants
-from deepseek_operator.render import EXPERT_MAP_SUFFIX, ray_service_name
+from deepseek_operator.render import ray_service_name
 from deepseek_operator.rollout import ObservedVersion, VersionRef
 from deepseek_operator.status.serve_errors import FAILED_STATUSES, application_root_error
 from deepseek_serving.llm_config import SERVE_DEPLOYMENT_NAME
@@ -35,12 +35,12 @@ def version_ref_of(body: Mapping[str, Any]) -> VersionRef:
 def child_version(
     child: Mapping[str, Any], deployment: str, known: Mapping[str, VersionRef]
 ) -> VersionRef | None:
-    """Which version a RayService (or its expert map) runs: by its name, as the status recorded it,
-    or from its labels when they agree with its name. Labels alone are never trusted: a version
+    """Which version a RayService runs: by its name, as the status recorded it, or from its labels
+    when they agree with its name. Labels alone are never trusted: a version
     label edited by hand is drift to revert, not a reason to retire a serving RayService.
 
     Parameters:
-        child: a RayService or ConfigMap of the deployment.
+        child: an object of the deployment.
         deployment: the deployment's name.
         known: RayService name -> version, from `status.traffic`.
 
@@ -49,9 +49,7 @@ def child_version(
         whose labels contradict its name.
     """
     name = str(child["metadata"]["name"])
-    if child["kind"] == "ConfigMap" and name.endswith(EXPERT_MAP_SUFFIX):
-        name = name.removesuffix(EXPERT_MAP_SUFFIX)
-    elif child["kind"] != "RayService":
+    if child["kind"] != "RayService":
         return None
     if name in known:
         return known[name]
@@ -98,7 +96,7 @@ def observe_version(
             int(deployment.get("target_num_replicas", 0)) // ranks,
         )
     else:
-        configured = int(args.get("groups") or 0)
+        configured = _configured_replicas(ray_service) // ranks
         ready_groups, desired_groups = (configured if ready else 0), None
     return ObservedVersion(
         ref=ref,
@@ -120,6 +118,20 @@ def _serve_args(ray_service: Mapping[str, Any]) -> Mapping[str, Any]:
         return dict((config.get("applications") or [{}])[0].get("args") or {})
     except (yaml.YAMLError, AttributeError, IndexError, TypeError):
         return {}
+
+
+def _configured_replicas(ray_service: Mapping[str, Any]) -> int:
+    """The rank deployment's minimum replicas in the serveConfigV2 override (what runs at least)."""
+    try:
+        config = yaml.safe_load((ray_service.get("spec") or {}).get("serveConfigV2") or "") or {}
+        overrides = (config.get("applications") or [{}])[0].get("deployments") or []
+        return int(
+            next(o for o in overrides if o.get("name") == SERVE_DEPLOYMENT_NAME)["autoscaling_config"][
+                "min_replicas"
+            ]
+        )
+    except (yaml.YAMLError, AttributeError, IndexError, KeyError, StopIteration, TypeError, ValueError):
+        return 0
 
 
 def _serve_deployment(details: Mapping[str, Any] | None, application: str) -> Mapping[str, Any] | None:

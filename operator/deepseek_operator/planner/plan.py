@@ -2,8 +2,9 @@
 
 `plan_deployment` composes the planners: the node shape (`inventory_from_spec`), the group shape
 and memory fit (`sizing`), the Ray placement and KubeRay worker pods (`placement`), and the
-initial EPLB expert map (`eplb`). `dsd plan` prints it, the renderer turns it into a RayService,
-the operator records its summary in status; all three call this function.
+EPLB expert map judged by its predicted MoE step time on the group's GPUs (`eplb`). `dsd plan`
+prints it, the renderer turns it into a RayService, the operator records its summary in status;
+all three call this function.
 """
 
 from __future__ import annotations
@@ -14,14 +15,21 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentSpec, PlanSummary, VersionSpec
+from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentSpec, EplbSpec, PlanSummary, VersionSpec
 from deepseek_operator.errors import FieldError, InvalidSpec
 from deepseek_operator.hardware import GPU_TYPES
 from deepseek_operator.modelcfg import ModelArchitecture
 from deepseek_operator.planner.eplb import (
+    DECODE,
+    DEFAULT_GPU,
     EplbTopology,
     ExpertPlacement,
+    MoeShape,
+    PlacementScore,
+    Regime,
+    StepCostModel,
     compute_balancedness,
+    gpu_figures,
     plan_expert_placement,
 )
 from deepseek_operator.planner.memory import (
@@ -42,7 +50,7 @@ from deepseek_operator.planner.types import Inventory, ParallelSizes
 from deepseek_operator.quantity import parse_quantity
 from deepseek_operator.validation import ValidatedDeployment
 
-__all__ = ["Plan", "inventory_from_spec", "plan_deployment"]
+__all__ = ["Plan", "eplb_cost_model", "inventory_from_spec", "plan_deployment"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,8 @@ class Plan:
     placement: GroupPlacement
     worker_group: WorkerGroupShape
     expert_placement: ExpertPlacement | None
-    """The initial expert map; None when the group has a single rank (nothing to place)."""
+    """The expert map with its predicted step time and every candidate's (vLLM's default among
+    them); None when the group has a single rank (nothing to place)."""
     load_source: str
     """Where the expert load came from: `uniform`, a file, or a ConfigMap."""
 
@@ -94,8 +103,24 @@ class Plan:
             redundant_experts=self.redundant_experts,
             fits=self.group.fits,
             kv_cache_tokens_per_group=self.group.kv_cache_tokens_per_group,
-            eplb_balancedness=round(self.expert_placement.balancedness, 4) if self.expert_placement else None,
+            **self._eplb_summary(),
         )
+
+    def _eplb_summary(self) -> dict[str, Any]:
+        placement = self.expert_placement
+        if placement is None:
+            return {}
+        score = placement.score
+        return {
+            "eplb_balancedness": round(placement.balancedness, 4),
+            "eplb_policy": placement.policy,
+            "eplb_regime": placement.cost.describe(),
+            "eplb_step_us": round(score.step_us, 1),
+            "eplb_compute_us": round(score.compute_us, 1),
+            "eplb_nvlink_us": round(score.nvlink_us, 1),
+            "eplb_rdma_us": round(score.rdma_us, 1),
+            "eplb_reference_step_us": round(placement.reference.step_us, 1),
+        }
 
     def to_json(self) -> dict[str, Any]:
         """`dsd plan --json`: one object with every number the tables show."""
@@ -149,12 +174,64 @@ class Plan:
             "policy": placement.policy,
             "reason": placement.reason,
             "load_source": self.load_source,
+            "regime": placement.cost.regime.name,
+            "tokens_per_gpu": placement.cost.regime.tokens_per_gpu,
+            "gpu_figures": placement.cost.gpu.name,
+            "predicted": _score_json(placement.score),
+            "vllm_default": _score_json(placement.reference),
+            "candidates": [_score_json(score) for score in placement.candidates],
+            "layer_policies": list(placement.layer_policies),
             "balancedness": placement.balancedness,
             "balancedness_bound": placement.balancedness_bound,
             "per_layer_balancedness": per_layer,
             "expert_bytes": expert_bytes(self.architecture, self.weight_format),
             "physical_to_logical": placement.physical_to_logical.tolist(),
         }
+
+
+def _score_json(score: PlacementScore) -> dict[str, Any]:
+    return {
+        "policy": score.policy,
+        "step_us": score.step_us,
+        "compute_us": score.compute_us,
+        "nvlink_us": score.nvlink_us,
+        "rdma_us": score.rdma_us,
+        "cross_node_mb_per_gpu": score.cross_node_mb_per_gpu,
+        "balancedness": score.balancedness,
+        "layers_chosen": score.layers_chosen,
+    }
+
+
+def eplb_cost_model(
+    arch: ModelArchitecture,
+    fmt: WeightFormat,
+    inventory: Inventory,
+    eplb: EplbSpec,
+    engine: EngineMemorySettings,
+) -> StepCostModel:
+    """The step-time model the expert map is judged by: the model's MoE layer on the group's GPUs.
+
+    GPU figures come from the table by `inventory.gpu_type` (the calibrated H100 when the type is
+    unknown or the ranks are CPUs); dispatch is FP8 for fp8 models (DeepEP's V3 setting), BF16
+    otherwise; the regime is `spec.parallelism.eplb.optimizeFor` with its `tokensPerGpu` (decode:
+    128, prefill: the engine's `max_num_batched_tokens`).
+    """
+    figures = gpu_figures()
+    gpu = figures.get(inventory.gpu_type or "", figures[DEFAULT_GPU])
+    hidden = arch.hidden_size
+    shape = MoeShape(
+        hidden_size=hidden,
+        moe_intermediate_size=arch.moe_intermediate_size,
+        num_experts_per_tok=arch.num_experts_per_tok,
+        topk_group=arch.topk_group,
+        expert_weight_bytes=expert_bytes(arch, fmt),
+        dispatch_bytes_per_token=hidden + hidden // 128 * 4 if fmt.name == "fp8" else 2 * hidden,
+        combine_bytes_per_token=2 * hidden,
+    )
+    default_tokens = (
+        engine.max_num_batched_tokens if eplb.optimize_for == "prefill" else DECODE.tokens_per_gpu
+    )
+    return StepCostModel(gpu, shape, Regime(eplb.optimize_for, eplb.tokens_per_gpu or default_tokens))
 
 
 def inventory_from_spec(spec: DeepSeekDeploymentSpec) -> Inventory:
@@ -235,8 +312,9 @@ def plan_deployment(
         group.sizes, inventory, groups=spec.initial_groups, min_groups=min_groups, max_groups=max_groups
     )
 
-    # Step 3: the initial expert map.
-    expert_placement = _plan_experts(deployment, group.sizes, redundant, expert_load)
+    # Step 3: the expert map, judged by predicted step time on these GPUs.
+    cost = eplb_cost_model(arch, fmt, inventory, spec.parallelism.eplb, engine)
+    expert_placement = _plan_experts(deployment, group.sizes, redundant, expert_load, cost)
     return Plan(
         deployment=deployment.resource.metadata.name,
         version=version.name,
@@ -257,7 +335,11 @@ def plan_deployment(
 
 
 def _plan_experts(
-    deployment: ValidatedDeployment, sizes: ParallelSizes, redundant: int, expert_load: npt.ArrayLike | None
+    deployment: ValidatedDeployment,
+    sizes: ParallelSizes,
+    redundant: int,
+    expert_load: npt.ArrayLike | None,
+    cost: StepCostModel,
 ) -> ExpertPlacement | None:
     arch = deployment.architecture
     if sizes.expert == 1:
@@ -271,6 +353,8 @@ def _plan_experts(
     )
     load = np.ones((arch.num_moe_layers, arch.n_routed_experts)) if expert_load is None else expert_load
     try:
-        return plan_expert_placement(load, topology, policy=deployment.spec.parallelism.eplb.policy)
+        return plan_expert_placement(
+            load, topology, policy=deployment.spec.parallelism.eplb.policy, cost=cost
+        )
     except ValueError as error:
         raise InvalidSpec([FieldError("spec.parallelism.eplb", str(error))]) from None

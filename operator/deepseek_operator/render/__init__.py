@@ -1,7 +1,7 @@
 """Pure manifest builders: what the operator applies for a deployment, and `dsd render` prints.
 
-- `render_version`: one version's RayService (and its expert-map ConfigMap), at the groups the
-  lifecycle gives it. Its *revision* is a hash of that content with the group counts left out, so
+- `render_version`: one version's RayService at the groups the lifecycle gives it. Its
+  *revision* is a hash of that content with the group counts left out, so
   a resize is an in-place update and any other change is a new RayService, rolled out;
 - `render_routing`: the stable Service and the HTTPRoute with one weighted backend per version
   taking traffic;
@@ -36,7 +36,6 @@ from deepseek_operator.rollout.types import GroupTarget, VersionRef
 from deepseek_operator.validation import ValidatedDeployment
 
 __all__ = [
-    "EXPERT_MAP_SUFFIX",
     "Backend",
     "RenderConfig",
     "RenderedDeployment",
@@ -52,8 +51,6 @@ __all__ = [
 
 MAX_RAY_SERVICE_NAME = 40
 """KubeRay derives longer names (RayCluster, head and serve Services) from a RayService's."""
-EXPERT_MAP_SUFFIX = "-expert-map"
-"""A version's expert-map ConfigMap is `<its RayService>-expert-map`."""
 
 
 def ray_service_name(deployment: str, ref: VersionRef) -> str:
@@ -80,15 +77,15 @@ def labels_for(deployment: str, ref: VersionRef | None = None) -> dict[str, str]
 
 @dataclass(frozen=True)
 class RenderedVersion:
-    """One version's objects: its RayService, then its expert map (with EPLB)."""
+    """One version's objects: its RayService (the EPLB policy's settings ride in its Serve args;
+    vLLM cannot be seeded with a planned map, so none is rendered)."""
 
     ref: VersionRef
     ray_service: dict[str, Any]
-    expert_map: dict[str, Any] | None
 
     @property
     def objects(self) -> list[dict[str, Any]]:
-        return [*([self.expert_map] if self.expert_map else []), self.ray_service]
+        return [self.ray_service]
 
 
 @dataclass(frozen=True)
@@ -125,8 +122,7 @@ def render_version(
         config=config,
     )  # fmt: skip
     ref = VersionRef(version.name, revision_of(unnamed))
-    ray_service = _stamped(unnamed, name, ref)
-    return RenderedVersion(ref, ray_service, _expert_map(deployment, plan, ray_service, ref))
+    return RenderedVersion(ref, _stamped(unnamed, name, ref))
 
 
 def revision_of(ray_service: dict[str, Any]) -> str:
@@ -141,7 +137,7 @@ def revision_of(ray_service: dict[str, Any]) -> str:
         template["metadata"]["labels"] = _without_revision(template["metadata"].get("labels") or {})
     serve_config = yaml.safe_load(content["spec"]["serveConfigV2"])
     for application in serve_config["applications"]:
-        application["args"].pop("autoscaling", None)
+        application["args"].pop("revision", None)
     content["spec"]["serveConfigV2"] = serve_config
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -178,9 +174,13 @@ def _pod_templates(cluster: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _stamped(ray_service: dict[str, Any], deployment: str, ref: VersionRef) -> dict[str, Any]:
-    """Name the RayService after its revision and label it and its pods with the revision."""
+    """Name the RayService after its revision; label it, its pods and its metrics with the revision."""
     ray_service["metadata"]["name"] = ray_service_name(deployment, ref)
     ray_service["metadata"]["labels"] = labels_for(deployment, ref)
+    serve_config = yaml.safe_load(ray_service["spec"]["serveConfigV2"])
+    for application in serve_config["applications"]:
+        application["args"]["revision"] = ref.revision
+    ray_service["spec"]["serveConfigV2"] = yaml.safe_dump(serve_config, sort_keys=False, width=120)
     for template in _pod_templates(ray_service["spec"]["rayClusterConfig"]):
         template["metadata"]["labels"] = {**template["metadata"]["labels"], **labels_for(deployment, ref)}
     return ray_service
@@ -188,25 +188,6 @@ def _stamped(ray_service: dict[str, Any], deployment: str, ref: VersionRef) -> d
 
 def _namespace(deployment: ValidatedDeployment) -> str:
     return deployment.resource.metadata.namespace or "default"
-
-
-def _expert_map(
-    deployment: ValidatedDeployment, plan: Plan, ray_service: dict[str, Any], ref: VersionRef
-) -> dict[str, Any] | None:
-    """The planned EPLB map for EPLB to start from, too big for `serveConfigV2` args (V3: 58 × 288
-    slots); only with EPLB on: without it vLLM's static linear map is what runs."""
-    if plan.expert_placement is None or not deployment.spec.parallelism.eplb.enabled:
-        return None
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": f"{ray_service['metadata']['name']}{EXPERT_MAP_SUFFIX}",
-            "namespace": _namespace(deployment),
-            "labels": labels_for(deployment.resource.metadata.name, ref),
-        },
-        "data": {"expert-map.json": json.dumps(plan.expert_placement.to_dict(), separators=(",", ":"))},
-    }
 
 
 def _stable_service(deployment: ValidatedDeployment, ref: VersionRef) -> dict[str, Any]:

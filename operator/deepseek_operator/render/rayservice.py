@@ -25,6 +25,7 @@ from deepseek_operator.render.serving_args import API_KEY_ENV, MODEL_MOUNT_ROOT
 from deepseek_operator.rollout.types import GroupTarget
 from deepseek_operator.validation import ValidatedDeployment
 from deepseek_serving.config import ServingArgs
+from deepseek_serving.local import APP_IMPORT_PATH, application_config
 
 __all__ = [
     "APP_IMPORT_PATH",
@@ -35,7 +36,6 @@ __all__ = [
     "rescale_ray_service",
 ]
 
-APP_IMPORT_PATH = "deepseek_serving.app:build_app"
 SERVE_PORT = 8000
 WORKER_GROUP = "ranks"
 NON_ROOT_USER = 1000
@@ -59,14 +59,7 @@ def render_serve_config(args: ServingArgs, application: str) -> str:
     config = {
         "proxy_location": "EveryNode",
         "http_options": {"host": "0.0.0.0", "port": SERVE_PORT},
-        "applications": [
-            {
-                "name": application,
-                "route_prefix": args.route_prefix,
-                "import_path": APP_IMPORT_PATH,
-                "args": args.model_dump(mode="json", by_alias=True, exclude_none=True),
-            }
-        ],
+        "applications": [application_config(args, name=application)],
     }
     return yaml.safe_dump(config, sort_keys=False, width=120)
 
@@ -232,22 +225,22 @@ def _pod_template(
 
 
 def rescale_ray_service(ray_service: dict[str, Any], groups: GroupTarget) -> dict[str, Any]:
-    """A copy of `ray_service` running `groups`: its worker replicas (whole groups) and the Serve
-    application's group counts. For a version whose content the current spec no longer renders
-    (a rollout's stable version after the spec moved on): only its size changes."""
+    """A copy of `ray_service` running `groups`: its worker replicas (whole groups) and its rank
+    deployment's replica bounds (the serveConfigV2 override; never the application's `args`, so
+    Ray Serve resizes in place). Also for a version whose content the current spec no longer
+    renders (a rollout's stable version after the spec moved on): only its size changes."""
     scaled = copy.deepcopy(ray_service)
     spec = scaled["spec"]
     for worker_group in spec["rayClusterConfig"]["workerGroupSpecs"]:
         worker_group.update(replicas=groups.initial, minReplicas=groups.minimum, maxReplicas=groups.maximum)
     serve_config = yaml.safe_load(spec["serveConfigV2"])
     for application in serve_config["applications"]:
-        args = application["args"]
-        args["groups"] = groups.initial
-        if args.get("autoscaling") is not None or groups.autoscaled:
-            args["autoscaling"] = {
-                **(args.get("autoscaling") or {}),
-                "minGroups": groups.minimum,
-                "maxGroups": groups.maximum,
-            }
+        ranks = int(application["args"].get("dataParallelSize") or 1)
+        for override in application.get("deployments") or []:
+            override["autoscaling_config"].update(
+                min_replicas=groups.minimum * ranks,
+                initial_replicas=max(groups.minimum, 1) * ranks,
+                max_replicas=groups.maximum * ranks,
+            )
     spec["serveConfigV2"] = yaml.safe_dump(serve_config, sort_keys=False, width=120)
     return scaled

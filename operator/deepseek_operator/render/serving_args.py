@@ -21,6 +21,7 @@ from deepseek_serving.config import (
     RequestLimits,
     ServingArgs,
 )
+from deepseek_serving.eplb.policy_config import EplbPolicyConfig
 
 __all__ = ["API_KEY_ENV", "MODEL_MOUNT_ROOT", "model_location", "serving_args_for"]
 
@@ -75,6 +76,11 @@ def serving_args_for(
         eplb=EplbSettings(
             enabled=eplb.enabled,
             num_redundant_experts=plan.redundant_experts,
+            policy_settings=(
+                EplbPolicyConfig.from_cost_model(plan.expert_placement.cost, policy=eplb.policy).to_json()
+                if eplb.enabled and plan.expert_placement is not None
+                else None
+            ),
             **({"window_size": eplb.window_size} if eplb.window_size else {}),
             **({"step_interval": eplb.step_interval} if eplb.step_interval else {}),
         ),
@@ -84,8 +90,11 @@ def serving_args_for(
                 min_groups=groups.minimum,
                 max_groups=groups.maximum,
                 target_queue_depth_per_group=spec.autoscaling.target_queue_depth_per_group,
+                headroom_percent=spec.autoscaling.headroom_percent,
+                cold_start_s=spec.autoscaling.cold_start_seconds,
                 upscale_delay_s=spec.autoscaling.upscale_delay_seconds,
                 downscale_delay_s=spec.autoscaling.downscale_delay_seconds,
+                scale_to_zero=spec.autoscaling.scale_to_zero,
             )
             if spec.autoscaling
             else None
