@@ -29,11 +29,14 @@ ConfigMaps = Mapping[str, Mapping[str, str]]
 
 def spec_groups(spec: DeepSeekDeploymentSpec) -> GroupTarget:
     """The groups a version runs outside rollouts: exactly `groups` (1 when omitted), or with
-    autoscaling between a floor (`groups`, else `minGroups`) and `maxGroups`."""
+    autoscaling between a floor (`groups`, else `minGroups`, 0 with scale to zero) and `maxGroups`,
+    starting with at least one."""
     if spec.autoscaling is None:
         return GroupTarget.fixed(spec.groups if spec.groups is not None else 1)
     floor = spec.groups if spec.groups is not None else spec.autoscaling.min_groups
-    return GroupTarget(floor, floor, spec.autoscaling.max_groups)
+    # A deployment that may scale to zero still starts with one group: the first request after
+    # zero waits for a cold start; the first deployment need not.
+    return GroupTarget(max(floor, 1), floor, spec.autoscaling.max_groups)
 
 
 @dataclass(frozen=True)

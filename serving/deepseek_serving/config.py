@@ -41,7 +41,6 @@ __all__ = [
     "PlacementSettings",
     "RequestLimits",
     "ServingArgs",
-    "TrafficSplit",
     "engine_kwargs",
     "owned_engine_arg_message",
     "planner_owned_keys",
@@ -132,22 +131,22 @@ class EplbSettings(_ContractModel):
     )
     window_size: int = Field(1000, gt=0, description="Engine steps of expert load kept for rebalancing.")
     step_interval: int = Field(3000, gt=0, description="Engine steps between two rebalancing passes.")
-    initial_expert_map: list[list[int]] | None = Field(
+    policy_settings: str | None = Field(
         None,
         description=(
-            "Planner's initial placement: for each MoE layer, the logical expert id held by each "
-            "physical slot (slot i lives on rank i // slots_per_rank). Carried for observability and "
-            "future engines: vLLM 0.32 has no engine argument to seed it and starts from its linear map."
+            "The step-time settings our EPLB policy plans with (``eplb.policy_config.EplbPolicyConfig`` "
+            "JSON: regime, GPU, the layer's dimensions), set as ``DSD_EPLB_POLICY`` for the engine's "
+            "processes; vLLM's own calls carry none of them. vLLM 0.32 cannot seed its initial expert map, "
+            "so the planned map takes effect at the first rebalance, re-planned from measured load."
         ),
     )
 
     @model_validator(mode="after")
-    def _rows_have_one_length(self) -> Self:
-        rows = self.initial_expert_map or []
-        if len({len(row) for row in rows}) > 1:
-            raise ValueError("initialExpertMap rows must all have the same number of physical slots")
-        if any(expert < 0 for row in rows for expert in row):
-            raise ValueError("initialExpertMap holds logical expert ids, which are >= 0")
+    def _policy_settings_parse(self) -> Self:
+        if self.policy_settings is not None:
+            from deepseek_serving.eplb.policy_config import EplbPolicyConfig
+
+            EplbPolicyConfig.from_json(self.policy_settings)
         return self
 
 
@@ -261,19 +260,15 @@ class FaultInjection(_ContractModel):
     )
 
 
-class TrafficSplit(_ContractModel):
-    """One version's share of traffic in the local view (Kubernetes splits with HTTPRoute weights)."""
-
-    version_name: str = Field(min_length=1, description="Version (revision) the share goes to.")
-    weight: int = Field(ge=0, le=100, description="Percentage of requests.")
-
-
 class ServingArgs(_ContractModel):
     """Everything one version of a DeepSeek deployment needs to serve (serveConfigV2 ``args``)."""
 
     deployment_name: str = Field(min_length=1, description="DeepSeekDeployment name; metric label.")
     namespace: str = Field("default", min_length=1, description="Kubernetes namespace of the deployment.")
-    version_name: str = Field(min_length=1, description="Version (revision) name; metric label.")
+    version_name: str = Field(min_length=1, description="Version name; metric label.")
+    revision: str = Field(
+        "", description="Content hash of the version's RayService (set by the operator); metric label."
+    )
     model_source: str = Field(min_length=1, description="Model directory (local path) or URI.")
     served_model_name: str = Field(min_length=1, description="Model id clients send as `model`.")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="Weight dtype.")
@@ -294,9 +289,6 @@ class ServingArgs(_ContractModel):
     )
     limits: RequestLimits = Field(default_factory=RequestLimits, description="Admission limits.")
     route_prefix: str = Field("/", pattern=r"^/", description="HTTP route prefix of the application.")
-    traffic: list[TrafficSplit] = Field(
-        default_factory=list, description="Local view: versions and weights for the weighted router."
-    )
     fault_injection: FaultInjection | None = Field(
         None,
         description=(
@@ -315,8 +307,6 @@ class ServingArgs(_ContractModel):
             )
         if self.eplb.enabled and not self.enable_expert_parallel:
             raise ValueError("eplb.enabled requires enableExpertParallel")
-        if self.traffic and sum(split.weight for split in self.traffic) != 100:
-            raise ValueError("traffic weights must sum to 100")
         return self
 
     @property

@@ -4,17 +4,26 @@ Why a separate, Ray-free module: every choice that turns ``ServingArgs`` into Ra
 settings (bundles per rank, replica counts in groups, admission limits, the autoscaling policy) is a
 decision worth testing in a table without starting Ray. ``app.build_app`` only validates this dict
 into an ``LLMConfig`` and binds it to the rank server.
+
+Group counts never reach the application's code version. Ray Serve restarts every replica of an
+application whose ``args`` (or autoscaling policy) change, and a resize must not reload a
+DeepSeek-class model: so a serveConfigV2 application carries ``code_args`` (the contract without
+``groups`` and the autoscaling bounds) and the counts as a ``deployments`` override of the rank
+deployment's ``autoscaling_config`` (``render_deployment_override``), which Ray Serve applies as a
+lightweight update; the policy reads its bounds from Ray Serve's context, not from its kwargs.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from deepseek_serving.config import ServingArgs, engine_kwargs
+from deepseek_serving.config import AutoscalingSettings, ServingArgs, engine_kwargs
 
 __all__ = [
     "SERVE_DEPLOYMENT_NAME",
+    "code_args",
     "cpu_binding_for_rank",
+    "render_deployment_override",
     "render_gang_scheduling",
     "render_llm_config",
 ]
@@ -55,32 +64,53 @@ def render_llm_config(args: ServingArgs) -> dict[str, Any]:
     }
 
 
-def _render_deployment_config(args: ServingArgs) -> dict[str, Any]:
-    scaling = args.autoscaling
-    min_groups = scaling.min_groups if scaling else args.groups
-    max_groups = scaling.max_groups if scaling else args.groups
-    autoscaling_config: dict[str, Any] = {
-        "min_replicas": min_groups,
-        "initial_replicas": min_groups,
-        "max_replicas": max_groups,
+def code_args(args: ServingArgs) -> dict[str, Any]:
+    """``args`` as a serveConfigV2 application carries them: camelCase, without the group counts
+    (``groups``, ``autoscaling.minGroups``/``maxGroups``), which ``render_deployment_override`` sets."""
+    dumped = args.model_dump(mode="json", by_alias=True, exclude_none=True)
+    dumped.pop("groups", None)
+    for bound in ("minGroups", "maxGroups"):
+        (dumped.get("autoscaling") or {}).pop(bound, None)
+    return dumped
+
+
+def render_deployment_override(args: ServingArgs) -> dict[str, Any]:
+    """The serveConfigV2 ``deployments`` entry sizing the rank deployment to ``args``' groups (in
+    Serve replicas: groups × ``data_parallel_size``); a change of it alone resizes in place."""
+    return {
+        "name": SERVE_DEPLOYMENT_NAME,
+        "autoscaling_config": _autoscaling_config(args, args.data_parallel_size),
+    }
+
+
+def _autoscaling_config(args: ServingArgs, replicas_per_group: int) -> dict[str, Any]:
+    # Without autoscaling the policy still runs, with minGroups == maxGroups: it exports the
+    # per-group queue depth and the decisions for every deployment.
+    scaling = args.autoscaling or AutoscalingSettings(min_groups=args.groups, max_groups=args.groups)
+    return {
+        "min_replicas": scaling.min_groups * replicas_per_group,
+        "initial_replicas": max(scaling.min_groups, 1) * replicas_per_group,
+        "max_replicas": scaling.max_groups * replicas_per_group,
+        # The policy holds the delays, the look-ahead and the hysteresis itself: Ray Serve's own
+        # delay logic, applied after every custom policy, would hold each answer back again
+        # (30 s up / 600 s down by default). At 0 it passes every answer on the same tick.
+        "upscale_delay_s": 0.0,
+        "downscale_delay_s": 0.0,
+        "downscale_to_zero_delay_s": 0.0,
         "policy": {
             "policy_function": AUTOSCALING_POLICY,
+            # No group counts here: they are part of the code version (see the module docstring).
             "policy_kwargs": {
                 "data_parallel_size": args.data_parallel_size,
-                "min_groups": min_groups,
-                "max_groups": max_groups,
-                # Without autoscaling min == max, so the target only matters for the decision's reason.
-                "target_queue_depth_per_group": scaling.target_queue_depth_per_group if scaling else 1.0,
+                "autoscaling": scaling.model_dump(mode="json", exclude={"min_groups", "max_groups"}),
                 "deployment": args.deployment_name,
                 "version": args.version_name,
             },
         },
     }
-    if scaling:
-        autoscaling_config |= {
-            "upscale_delay_s": scaling.upscale_delay_s,
-            "downscale_delay_s": scaling.downscale_delay_s,
-        }
+
+
+def _render_deployment_config(args: ServingArgs) -> dict[str, Any]:
     return {
         "max_ongoing_requests": args.limits.max_concurrent_requests_per_rank,
         "max_queued_requests": args.limits.max_queued_requests,
@@ -88,7 +118,8 @@ def _render_deployment_config(args: ServingArgs) -> dict[str, Any]:
         "graceful_shutdown_wait_loop_s": 1.0,
         # The replica actor joins its rank's first bundle; the engine owns the bundle's devices.
         "ray_actor_options": {"num_cpus": 0},
-        "autoscaling_config": autoscaling_config,
+        # In groups: Ray Serve LLM's DPServer multiplies the replica counts by data_parallel_size.
+        "autoscaling_config": _autoscaling_config(args, 1),
     }
 
 

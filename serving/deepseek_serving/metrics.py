@@ -43,12 +43,20 @@ class ServingLabels:
     deployment: str
     """DeepSeekDeployment name, e.g. ``"chat"``."""
     version: str
-    """Version (revision) name, e.g. ``"chat-7d9f2c1a"``."""
+    """Version name, e.g. ``"v2"``."""
+    revision: str
+    """Content hash of the version's RayService, e.g. ``"7c1f0a2d"`` (two revisions of one version
+    name run side by side while the second rolls out)."""
     group: str
     """Group (gang of ranks) id; a DP=1 rank is its own group."""
 
     def as_tags(self) -> dict[str, str]:
-        return {"deployment": self.deployment, "version": self.version, "group": self.group}
+        return {
+            "deployment": self.deployment,
+            "version": self.version,
+            "revision": self.revision,
+            "group": self.group,
+        }
 
 
 @dataclass
@@ -57,11 +65,33 @@ class RankLoad:
 
     running: int = 0
     waiting: int = 0
+    kv_usage: float = 0.0
+    """KV-cache usage, 0..1 (vLLM's ``kv_cache_usage_perc``)."""
+    started_total: int = 0
+    """Requests that got their first token on this rank since it started (a counter)."""
 
     @property
     def queue_depth(self) -> int:
         """Requests the rank holds: running + waiting (vLLM's ``num_requests_*`` gauges)."""
         return self.running + self.waiting
+
+    @property
+    def arrivals_total(self) -> int:
+        """Requests that reached the engine: started ones + those waiting now.
+
+        Grows by one per arrival; falls only when a waiting request is aborted or the rank
+        restarts (the autoscaling policy measures rates over differences and skips a fall).
+        """
+        return self.started_total + self.waiting
+
+    def observe(self, scheduler_stats: Any, iteration_stats: Any) -> None:
+        """Take one of vLLM's stat-logger snapshots (either may be ``None``)."""
+        if scheduler_stats is not None:
+            self.running = scheduler_stats.num_running_reqs
+            self.waiting = scheduler_stats.num_waiting_reqs + scheduler_stats.num_skipped_waiting_reqs
+            self.kv_usage = float(scheduler_stats.kv_cache_usage)
+        if iteration_stats is not None:
+            self.started_total += len(iteration_stats.time_to_first_tokens_iter)
 
 
 def labeled_stat_logger(labels: ServingLabels, load: RankLoad) -> type[RayPrometheusStatLogger]:
@@ -124,9 +154,8 @@ def labeled_stat_logger(labels: ServingLabels, load: RankLoad) -> type[RayPromet
 
         def record(self, scheduler_stats: Any, iteration_stats: Any, *args: Any, **kwargs: Any) -> None:
             super().record(scheduler_stats, iteration_stats, *args, **kwargs)
+            load.observe(scheduler_stats, iteration_stats)
             if scheduler_stats is not None:
-                load.running = scheduler_stats.num_running_reqs
-                load.waiting = scheduler_stats.num_waiting_reqs + scheduler_stats.num_skipped_waiting_reqs
                 rank_queue_depth.set(load.queue_depth, tags=constant_tags)
 
     return LabeledRayPrometheusStatLogger

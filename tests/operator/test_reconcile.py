@@ -161,8 +161,9 @@ def test_groups_change_in_place_and_engine_args_roll_out(
 
         def resized() -> dict[str, Any]:
             ray_service = cluster.ray_service_of("tiny", "v1")
-            args = yaml.safe_load(ray_service["spec"]["serveConfigV2"])["applications"][0]["args"]
-            assert args["groups"] == 2, args
+            (application,) = yaml.safe_load(ray_service["spec"]["serveConfigV2"])["applications"]
+            scaling = application["deployments"][0]["autoscaling_config"]
+            assert (scaling["min_replicas"], scaling["max_replicas"]) == (2, 2), scaling
             return ray_service
 
         ray_service = eventually(resized)

@@ -1,58 +1,124 @@
-"""Queue-depth autoscaling: the pure decision and the Ray Serve policy adapter."""
+"""The Ray Serve adapter: what ranks report, what the policy reads from Serve, how Serve applies it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import logging
 from typing import Any
 
 import pytest
 
 from deepseek_serving.autoscaling import (
+    DECISION_LOG_PREFIX,
+    POLICY_STATE_KEY,
     QueueDepthPolicy,
-    decide_groups,
     group_queue_depths,
+    observe_context,
     queue_depth_metric_name,
+    rank_autoscaling_metrics,
+    scaling_settings,
 )
+from deepseek_serving.autoscaling_policy import ScaleRule, ScalingState
+from deepseek_serving.config import AutoscalingSettings, ServingArgs
+from deepseek_serving.llm_config import render_llm_config
+from deepseek_serving.metrics import RankLoad
+
+serve_config = pytest.importorskip("ray.serve.config")
+from ray.serve._private.common import DeploymentID, TimeStampedValue  # noqa: E402
+from ray.serve.config import AutoscalingConfig, AutoscalingContext  # noqa: E402
 
 
-@pytest.mark.parametrize(
-    ("depths", "bounds", "target", "expected"),
-    [
-        pytest.param({}, (1, 4), 32, 1, id="idle-keeps-min"),
-        pytest.param({"a": 50, "b": 30}, (1, 4), 32, 3, id="ceil-of-total"),
-        pytest.param({"a": 64}, (1, 4), 32, 2, id="exact-multiple"),
-        pytest.param({"a": 500}, (1, 4), 32, 4, id="capped-at-max"),
-        pytest.param({"a": 1, "b": 0}, (2, 4), 32, 2, id="floored-at-min"),
-        pytest.param({"a": 0.5}, (1, 1), 32, 1, id="fixed"),
-    ],
-)
-def test_decide_groups(
-    depths: dict[str, float], bounds: tuple[int, int], target: float, expected: int
-) -> None:
-    decision = decide_groups(
-        depths, min_groups=bounds[0], max_groups=bounds[1], target_queue_depth_per_group=target
+def rank(group: str, *, running: float, waiting: float = 0.0, arrivals: float = 0.0) -> dict[str, float]:
+    return rank_autoscaling_metrics(
+        group,
+        running=running,
+        waiting=waiting,
+        kv_usage=0.1,
+        arrivals_total=arrivals,
+        max_num_seqs=64,
+        admission_limit=128,
     )
-    assert decision.target_groups == expected
-    assert f"{expected} within [{bounds[0]}, {bounds[1]}]" in decision.reason
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        pytest.param(
-            {"min_groups": 0, "max_groups": 1, "target_queue_depth_per_group": 1}, "min_groups", id="min"
-        ),
-        pytest.param(
-            {"min_groups": 2, "max_groups": 1, "target_queue_depth_per_group": 1}, "max_groups", id="max"
-        ),
-        pytest.param(
-            {"min_groups": 1, "max_groups": 1, "target_queue_depth_per_group": 0}, "> 0", id="target"
-        ),
-    ],
-)
-def test_decide_groups_refuses_bad_bounds(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        decide_groups({}, **kwargs)
+def context(
+    ranks: dict[str, dict[str, float]],
+    *,
+    running_replicas: int,
+    target_replicas: int,
+    now: float,
+    state: dict[str, Any] | None = None,
+    config: AutoscalingConfig | None = None,
+    bounds: tuple[int, int] = (2, 8),
+) -> AutoscalingContext:
+    """A real ``AutoscalingContext``, each rank's metrics as a one-sample raw series; `bounds` are
+    Ray Serve's replica bounds (1..4 groups of 2 ranks), which the policy takes its bounds from."""
+    raw: dict[str, dict[str, list[TimeStampedValue]]] = {}
+    for replica, metrics in ranks.items():
+        for name, value in metrics.items():
+            raw.setdefault(name, {})[replica] = [
+                TimeStampedValue(now - 5, -1.0),
+                TimeStampedValue(now, value),
+            ]
+    return AutoscalingContext(
+        deployment_id=DeploymentID(name="engine-ranks", app_name="chat"),
+        deployment_name="engine-ranks",
+        app_name="chat",
+        current_num_replicas=running_replicas,
+        target_num_replicas=target_replicas,
+        running_replicas=[],
+        total_num_requests=0.0,
+        total_queued_requests=0.0,
+        aggregated_metrics={},
+        raw_metrics=raw,
+        capacity_adjusted_min_replicas=bounds[0],
+        capacity_adjusted_max_replicas=bounds[1],
+        policy_state=dict(state or {}),
+        last_scale_up_time=None,
+        last_scale_down_time=None,
+        current_time=now,
+        config=config,
+    )
+
+
+AUTOSCALING = {"min_groups": 1, "max_groups": 4, "upscale_delay_s": 0.0, "downscale_delay_s": 60.0}
+
+
+def policy(**autoscaling: Any) -> QueueDepthPolicy:
+    return QueueDepthPolicy(
+        data_parallel_size=2, autoscaling=AUTOSCALING | autoscaling, deployment="chat", version="v1"
+    )
+
+
+def test_a_rank_reports_its_load_slots_and_arrivals() -> None:
+    assert rank("g", running=3, waiting=1, arrivals=40) == {
+        "queue_depth/g": 4.0,
+        "running/g": 3.0,
+        "waiting/g": 1.0,
+        "slots/g": 64.0,
+        "kv_usage/g": 0.1,
+        "arrivals/g": 40.0,
+    }
+    assert (
+        rank_autoscaling_metrics(
+            "g", running=0, waiting=0, kv_usage=0, arrivals_total=0, max_num_seqs=None, admission_limit=12
+        )["slots/g"]
+        == 12.0
+    )
+
+
+def test_rank_load_follows_the_engine_snapshots() -> None:
+    class Scheduler:
+        num_running_reqs, num_waiting_reqs, num_skipped_waiting_reqs, kv_cache_usage = 5, 2, 1, 0.25
+
+    class Iteration:
+        time_to_first_tokens_iter = [0.1, 0.2]
+
+    load = RankLoad()
+    load.observe(Scheduler(), Iteration())
+    load.observe(None, Iteration())
+    assert (load.running, load.waiting, load.kv_usage, load.started_total) == (5, 3, 0.25, 4)
+    assert load.arrivals_total == 7
+    assert load.queue_depth == 8
 
 
 def test_group_queue_depths_sums_ranks_per_group() -> None:
@@ -64,24 +130,103 @@ def test_group_queue_depths_sums_ranks_per_group() -> None:
     assert group_queue_depths(metrics) == {"gang-a": 7.0, "gang-b": 1.5}
 
 
-@dataclass
-class FakeContext:
-    """The two fields of Ray Serve's AutoscalingContext the policy reads."""
+def test_the_context_becomes_an_observation_of_groups() -> None:
+    ranks = {
+        "r0": rank("a", running=30, waiting=2, arrivals=100),
+        "r1": rank("a", running=20, arrivals=50),
+        "r2": rank("b", running=10, arrivals=10),
+    }
+    observation = observe_context(context(ranks, running_replicas=4, target_replicas=6, now=1000.0), 2)
+    assert (observation.ready_groups, observation.target_groups, observation.starting_groups) == (2, 3, 1)
+    assert observation.arrivals_total == 160.0
+    loads = {round(g.running): g for g in observation.groups}
+    assert set(loads) == {50, 10}
+    assert (loads[50].waiting, loads[50].capacity, loads[50].kv_usage) == (2.0, 128.0, pytest.approx(0.1))
+    assert observation.demand == 62.0
+    assert observation.now_s == 1000.0
 
-    aggregated_metrics: dict[str, dict[str, float]]
-    policy_state: dict[str, Any] = field(default_factory=dict)
+
+def test_the_policy_answers_in_replicas_of_whole_groups_and_keeps_its_state() -> None:
+    ranks = {"r0": rank("a", running=200, waiting=100), "r1": rank("a", running=200, waiting=100)}
+    ctx = context(ranks, running_replicas=2, target_replicas=2, now=50.0, state={"serve_internal": 1})
+    replicas, state = policy()(ctx)
+    assert replicas == 4 * 2  # 600 requests on groups of 128 slots: the maximum, 4 groups
+    assert state["serve_internal"] == 1  # Ray Serve's own keys are kept
+    assert state["rule"] == ScaleRule.SCALE_UP
+    assert state["target_groups"] == 4
+    assert "scale up to 4" in state["reason"]
+    assert ScalingState.from_dict(state[POLICY_STATE_KEY]).starts == (50.0, 50.0, 50.0)
 
 
-def test_policy_answers_in_replicas_of_whole_groups() -> None:
-    policy = QueueDepthPolicy(
-        data_parallel_size=2,
-        min_groups=1,
-        max_groups=3,
-        target_queue_depth_per_group=10,
-        deployment="chat",
-        version="v1",
+def test_a_change_of_the_group_count_is_logged_once_as_json(caplog: pytest.LogCaptureFixture) -> None:
+    ranks = {"r0": rank("a", running=200), "r1": rank("a", running=200)}
+    scaler = policy()
+    with caplog.at_level(logging.INFO, logger="ray.serve"):
+        _, state = scaler(context(ranks, running_replicas=2, target_replicas=2, now=10.0))
+        scaler(context(ranks, running_replicas=2, target_replicas=8, now=20.0, state=state))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(DECISION_LOG_PREFIX)]
+    assert len(lines) == 1
+    logged = json.loads(lines[0].removeprefix(DECISION_LOG_PREFIX))
+    assert logged | {"reason": ""} == {
+        "deployment": "chat",
+        "version": "v1",
+        "time_s": 10.0,
+        "from_groups": 1,
+        "to_groups": 4,
+        "ready_groups": 1,
+        "rule": "ScaleUp",
+        "reason": "",
+    }
+
+
+def test_settings_from_the_contract() -> None:
+    settings = scaling_settings(AutoscalingSettings(min_groups=2, max_groups=5, headroom_percent=25))
+    assert (settings.min_groups, settings.max_groups, settings.headroom) == (2, 5, 0.25)
+    assert (settings.cold_start_s, settings.upscale_delay_s, settings.downscale_delay_s) == (600, 15, 600)
+    assert settings.target_per_group is None
+
+
+def _serve_wrapped(scaler: QueueDepthPolicy, autoscaling_config: dict[str, Any], gang_size: int) -> Any:
+    """The policy as Ray Serve 2.60 runs it: its config wrapper, then gang rounding."""
+    from ray.serve._private.gang_scheduling_autoscaling_policy import GangSchedulingAutoscalingPolicy
+    from ray.serve.autoscaling_policy import _apply_autoscaling_config
+
+    return GangSchedulingAutoscalingPolicy(_apply_autoscaling_config(scaler), gang_size)
+
+
+def _rendered_config(**autoscaling: Any) -> dict[str, Any]:
+    args = ServingArgs.model_validate(
+        {
+            "deploymentName": "chat",
+            "versionName": "v1",
+            "modelSource": "/models/ds",
+            "servedModelName": "ds",
+            "dataParallelSize": 2,
+            "placement": {"bundles": [{"GPU": 1}] * 2},
+            "autoscaling": {"minGroups": 1, "maxGroups": 4, **autoscaling},
+        }
     )
-    context = FakeContext({queue_depth_metric_name("g1"): {"r0": 12.0, "r1": 9.0}})
-    replicas, state = policy(context)
-    assert replicas == 6
-    assert "21 over 1 group(s)" in state["reason"]
+    config: dict[str, Any] = render_llm_config(args)["deployment_config"]["autoscaling_config"]
+    return config
+
+
+def test_serve_applies_each_answer_on_the_tick_it_is_given() -> None:
+    """With the rendered config (Serve's delays 0), Serve adds no delay of its own to ours."""
+    rendered = _rendered_config(upscaleDelayS=0)
+    config = AutoscalingConfig(**{k: v for k, v in rendered.items() if k != "policy"})
+    kwargs = rendered["policy"]["policy_kwargs"]
+    wrapped = _serve_wrapped(QueueDepthPolicy(**kwargs), rendered, gang_size=2)
+    ranks = {"r0": rank("a", running=200, waiting=100), "r1": rank("a", running=200, waiting=100)}
+    replicas, _ = wrapped(context(ranks, running_replicas=2, target_replicas=2, now=10.0, config=config))
+    assert replicas == 8
+
+
+def test_serve_defaults_would_hold_our_answer_back() -> None:
+    """The same answer under Serve's default delays (30 s up) is held: why llm_config sets them to 0."""
+    rendered = _rendered_config(upscaleDelayS=0)
+    config = AutoscalingConfig(min_replicas=1, max_replicas=8)  # upscale_delay_s=30 by default
+    kwargs = rendered["policy"]["policy_kwargs"]
+    wrapped = _serve_wrapped(QueueDepthPolicy(**kwargs), rendered, gang_size=2)
+    ranks = {"r0": rank("a", running=200, waiting=100), "r1": rank("a", running=200, waiting=100)}
+    replicas, _ = wrapped(context(ranks, running_replicas=2, target_replicas=2, now=10.0, config=config))
+    assert replicas == 2

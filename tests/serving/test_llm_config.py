@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from deepseek_serving.config import ServingArgs, engine_kwargs
+from deepseek_serving.config import AutoscalingSettings, ServingArgs, engine_kwargs
 from deepseek_serving.llm_config import (
     AUTOSCALING_POLICY,
     cpu_binding_for_rank,
@@ -53,11 +54,13 @@ def test_ranks_with_different_bundles_are_refused() -> None:
 @pytest.mark.parametrize(
     ("camel", "bounds", "delays"),
     [
-        pytest.param({"groups": 3}, (3, 3), {}, id="fixed-groups"),
+        pytest.param(
+            {"groups": 3}, (3, 3), {"upscale_delay_s": 15.0, "downscale_delay_s": 600.0}, id="fixed-groups"
+        ),
         pytest.param(
             {"autoscaling": {"minGroups": 1, "maxGroups": 4, "upscaleDelayS": 5, "downscaleDelayS": 60}},
             (1, 4),
-            {"upscale_delay_s": 5, "downscale_delay_s": 60},
+            {"upscale_delay_s": 5.0, "downscale_delay_s": 60.0},
             id="autoscaling",
         ),
     ],
@@ -68,16 +71,21 @@ def test_replicas_are_counted_in_groups_with_the_queue_depth_policy(
     scaling = render(**camel)["deployment_config"]["autoscaling_config"]
     assert (scaling["min_replicas"], scaling["max_replicas"]) == bounds
     assert scaling["initial_replicas"] == bounds[0]
-    assert {key: scaling[key] for key in delays} == delays
+    # The policy holds the delays; Serve's own would stack on top of them.
+    serve_delays = ("upscale_delay_s", "downscale_delay_s", "downscale_to_zero_delay_s")
+    assert [scaling[key] for key in serve_delays] == [0.0, 0.0, 0.0]
     assert scaling["policy"]["policy_function"] == AUTOSCALING_POLICY
-    assert scaling["policy"]["policy_kwargs"] | {"target_queue_depth_per_group": None} == {
+    kwargs = scaling["policy"]["policy_kwargs"]
+    assert {key: kwargs[key] for key in ("data_parallel_size", "deployment", "version")} == {
         "data_parallel_size": 1,
-        "min_groups": bounds[0],
-        "max_groups": bounds[1],
-        "target_queue_depth_per_group": None,
         "deployment": "chat",
         "version": "v2",
     }
+    # No bounds in the kwargs: they are part of the code version, and a resize must not restart.
+    assert not {"minGroups", "maxGroups", "min_groups", "max_groups"} & set(kwargs["autoscaling"])
+    autoscaling = AutoscalingSettings.model_validate(kwargs["autoscaling"])
+    assert {key: getattr(autoscaling, key) for key in delays} == delays
+    json.dumps(kwargs)  # Serve requires JSON-serialisable policy kwargs
 
 
 def test_limits_become_serve_admission_and_drain_settings() -> None:

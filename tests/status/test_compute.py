@@ -79,6 +79,17 @@ INVALID = Rejected(Reason.VALIDATION_FAILED, [FieldError("spec.groups", "0 needs
             id="first-version-starting",
         ),
         pytest.param(
+            PassOutcome(
+                {V1: ObservedVersion(V1, "d-v1", False, False, "", 0, desired_groups=0)},
+                decision(STABLE),
+                desired=V1,
+            ),
+            "ScaledToZero",
+            ("True/ScaledToZero", "False/Stable", "False/AsExpected"),
+            "v1 is scaled to zero groups (idle)",
+            id="scaled-to-zero",
+        ),
+        pytest.param(
             PassOutcome({V1: seen(V1, 2)}, decision(STABLE), desired=V1),
             "Serving",
             ("True/Serving", "False/Stable", "False/AsExpected"),
@@ -133,7 +144,7 @@ INVALID = Rejected(Reason.VALIDATION_FAILED, [FieldError("spec.groups", "0 needs
             ),
             "RolledBack",
             ("True/Serving", "False/AnalysisFailed", "True/AnalysisFailed"),
-            "v2 rolledback: errors = 0.3 > 0.05",
+            "v2 rolled back: errors = 0.3 > 0.05",
             id="rolled-back",
         ),
         pytest.param(

@@ -443,7 +443,11 @@ class AutoscalingSpec(ApiModel):
     """How long the demand must fit in fewer groups (with headroom and a hysteresis band)
     before they are removed; the count then drops to the most groups needed in that time."""
     scale_to_zero: bool = False
-    """Allow scaling to zero groups when idle (first request after waits for a full model load)."""
+    """Allow zero groups (with `minGroups: 0`) once no request has come for
+    `downscaleDelaySeconds`. The first request after that is held by Ray Serve's head-node proxy
+    (HAProxy's fallback while no group serves) and answered after a whole cold start, minutes
+    for DeepSeek-class models: clients need timeouts longer than `coldStartSeconds`, and the
+    requests held meanwhile are bounded by the serving app's queue limit (beyond it: HTTP 503)."""
 
 
 # ─── spec.rollout ────────────────────────────────────────────────────────────────────────────
@@ -490,7 +494,8 @@ class CanaryStep(ApiModel):
 
 class AnalysisMetric(ApiModel):
     """A PromQL measurement of the canary, judged against an absolute threshold, against the stable
-    version measured over the same window, or both (then both must hold)."""
+    version measured over the same window, or both (then the threshold is a floor: the canary fails
+    only beyond both, so noise between two tiny values is never a regression)."""
 
     cross_field_rules = (
         CrossFieldRule(
@@ -524,7 +529,7 @@ class AnalysisMetric(ApiModel):
     `{{window}}` (the interval, e.g. `60s`) are substituted, for the canary and, with
     `stableTolerance`, again for the stable version."""
     threshold: float | None = None
-    """Absolute limit the canary's value is compared with."""
+    """Absolute limit the canary's value is compared with (with `stableTolerance`: a floor)."""
     stable_tolerance: float | None = Field(default=None, ge=0, le=100)
     """Relative limit: the canary passes while its value is at most `1 + stableTolerance` times
     the stable version's (`passWhen: below`), or at least `1 - stableTolerance` times it
@@ -738,9 +743,11 @@ class DeepSeekDeploymentSpec(ApiModel):
 
     @property
     def initial_groups(self) -> int:
+        """Groups to start with: `groups`, else `minGroups`, and at least one (scale to zero
+        starts with one group too)."""
         if self.groups is not None:
-            return self.groups
-        return self.autoscaling.min_groups if self.autoscaling else 1
+            return max(self.groups, 1)
+        return max(self.autoscaling.min_groups, 1) if self.autoscaling else 1
 
 
 # ─── status ──────────────────────────────────────────────────────────────────────────────────

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -80,20 +81,69 @@ def bench_eplb(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as one JSON array.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of every load generator.")] = 0,
     layers: Annotated[int, typer.Option(min=1, help="MoE layers (DeepSeek-V3: 58).")] = 58,
+    regime: Annotated[list[str] | None, typer.Option(help="decode and/or prefill (default both).")] = None,
+    load_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Extra load: an expert-load/v1 document (scored on itself) or a JSON list of them "
+            "(a trace: planned on the windows so far, scored on the next). Repeatable."
+        ),
+    ] = None,
+    reference: Annotated[
+        str, typer.Option(help="vllm: the installed vLLM's EPLB code; port: our exact numpy port of it.")
+    ] = "vllm",
+    migration: Annotated[bool, typer.Option(help="Include the re-planning rows.")] = True,
 ) -> None:
-    """Balancedness, runtime, next-window quality and migration cost, ours vs vLLM's EPLB.
+    """Predicted MoE step and cross-node bytes: ours vs vLLM's default, DeepSeek's hierarchical and global.
 
-    vLLM's rebalancing algorithm (the port of DeepSeek's EPLB inside the installed vLLM) is the
-    named baseline, run on the same expert-load statistics in the same process.
+    DeepSeek-V3 on 32/64/144 H100s (4/8/18 nodes) in decode and prefill, on seeded loads, a
+    drifting trace and the given files; references run the installed vLLM's own EPLB code.
     """
-    from deepseek_operator.bench.eplb import format_eplb_bench, run_eplb_bench
+    from deepseek_operator.bench.eplb import (
+        BENCH_REGIMES,
+        NUM_EXPERTS,
+        BenchLoad,
+        format_eplb_bench,
+        run_eplb_bench,
+    )
+    from deepseek_operator.planner.eplb import Regime
+    from deepseek_operator.planner.eplb_load import ExpertLoadError, parse_expert_load
 
-    with err_console.status("planning 9 cases, a drifting trace and re-plans (ours and vLLM's)…"):
-        rows = run_eplb_bench(clock=time.perf_counter, seed=seed, num_layers=layers)
+    by_name: dict[str, Regime] = {r.name: r for r in BENCH_REGIMES}
+    unknown = sorted(set(regime or ()) - set(by_name))
+    if unknown or reference not in ("vllm", "port"):
+        wrong = unknown or reference
+        err_console.print(
+            f"[red]✗[/red] --regime: decode or prefill; --reference: vllm or port (got {wrong})"
+        )
+        raise typer.Exit(2)
+    loads = []
+    for path in load_file or ():
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            documents = document if isinstance(document, list) else [document]
+            windows = [
+                parse_expert_load(d, num_layers=layers, num_logical_experts=NUM_EXPERTS) for d in documents
+            ]
+        except (OSError, ValueError, ExpertLoadError) as error:
+            err_console.print(f"[red]✗[/red] {path}: {error}")
+            raise typer.Exit(2) from None
+        loads.append(BenchLoad(path.name, np.stack(windows)))
+    regimes = [by_name[name] for name in regime] if regime else list(BENCH_REGIMES)
+    with err_console.status("planning 3 group shapes × loads × regimes (ours, vLLM's, DeepSeek's)…"):
+        rows = run_eplb_bench(
+            clock=time.perf_counter,
+            seed=seed,
+            num_layers=layers,
+            regimes=regimes,
+            loads=loads,
+            reference="vllm" if reference == "vllm" else "port",
+            migration=migration,
+        )
     if as_json:
         console.print(json.dumps(rows, indent=2), markup=False)
     else:
-        console.print(format_eplb_bench(rows), markup=False)
+        console.print(format_eplb_bench(rows), markup=False, soft_wrap=True)
 
 
 @bench_app.command("serving")
@@ -199,3 +249,119 @@ def bench_reconcile(
         table.add_row(*row)
     console.print(table)
     console.print(f"requests by method during convergence: {result['requests_by_method']}")
+
+
+@bench_app.command("autoscale")
+def bench_autoscale(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as one JSON array.")] = False,
+    trace: Annotated[
+        Path | None,
+        typer.Option(help="CSV trace (arrival_s,prompt_tokens,output_tokens) instead of the seeded ones."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the traces and of the cold starts.")] = 0,
+) -> None:
+    """TTFT-SLO attainment, GPU-hours, scale events and reversals: our group autoscaler against
+    Ray Serve's default, HPA/KEDA on waiting requests, llm-d's saturation autoscaler and a
+    clairvoyant oracle, on the same traces and cold starts (a discrete-event simulation)."""
+    from deepseek_operator.bench.autoscale import TTFT_SLO_S, load_trace_csv, run_autoscale_bench
+
+    try:
+        traces = [load_trace_csv(trace)] if trace else None
+    except (OSError, ValueError) as bad:
+        err_console.print(f"[red]✗[/red] {bad}")
+        raise typer.Exit(2) from None
+    with err_console.status("simulating") as status:
+        rows = run_autoscale_bench(seed=seed, traces=traces, progress=lambda text: status.update(text))
+    if as_json:
+        console.print(json.dumps(rows, indent=2), markup=False)
+        return
+    table = Table(title=f"dsd bench autoscale (seed {seed}, TTFT SLO {TTFT_SLO_S:g} s)")
+    columns = (
+        ("trace", "trace", "{}"),
+        ("cold start", "cold_start", "{}"),
+        ("policy", "policy", "{}"),
+        ("SLO met", "slo_attainment", "{:.2%}"),
+        ("TTFT p99 s", "ttft_p99_s", "{:.2f}"),
+        ("GPU-h", "gpu_hours", "{:.0f}"),
+        ("× oracle", "gpu_hours_vs_oracle", "{:.3f}"),
+        ("× ray-serve", "gpu_hours_vs_ray-serve", "{:.3f}"),
+        ("× hpa-keda", "gpu_hours_vs_hpa-keda", "{:.3f}"),
+        ("events", "scale_events", "{}"),
+        ("reversals", "direction_changes", "{}"),
+        ("mean groups", "mean_groups", "{:.2f}"),
+    )
+    for title, key, _ in columns:
+        table.add_column(title, justify="left" if key in ("trace", "cold_start", "policy") else "right")
+    for row in rows:
+        cells = ["" if row.get(key) is None else fmt.format(row[key]) for _, key, fmt in columns]
+        table.add_row(*cells, style="bold" if row["policy"] == "ours" else None)
+    console.print(table)
+    goals = Table(title="ours against the goal")
+    for title in ("trace", "cold start", "SLO ≥ 99 %", "≤ 1.15 × oracle", "ahead of ray-serve"):
+        goals.add_column(title)
+    goals.add_column("ahead of hpa-keda")
+
+    def mark(value: object) -> str:
+        return "[green]yes[/green]" if value else "[red]no[/red]"
+
+    for row in rows:
+        if row["policy"] == "ours":
+            goals.add_row(
+                row["trace"],
+                row["cold_start"],
+                mark(row["goal_slo"]),
+                mark(row["goal_cost"]),
+                mark(row.get("goal_ahead_of_ray-serve")),
+                mark(row.get("goal_ahead_of_hpa-keda")),
+            )
+    console.print(goals)
+    console.print(
+        "ahead = ≥ 10 % fewer GPU-hours at an equal or better SLO, or ≥ 30 % fewer reversals "
+        "(direction changes of the group count)"
+    )
+
+
+@bench_app.command("rollout")
+def bench_rollout(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as one JSON array.")] = False,
+    runs: Annotated[int, typer.Option(min=1, help="Seeded rollouts per scenario.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the first run.")] = 0,
+    scenarios: Annotated[
+        Path | None, typer.Option("--scenarios", help="JSON list of scenarios instead of the built-in ones.")
+    ] = None,
+) -> None:
+    """Canary analysis on simulated noisy metrics: detection time, false rollbacks, capacity held,
+    against KubeRay's blue/green and incremental upgrades."""
+    from deepseek_operator.bench.rollout import load_scenarios, run_rollout_bench
+
+    chosen = load_scenarios(scenarios) if scenarios is not None else None
+    with err_console.status(f"simulating {runs} rollouts per scenario…"):
+        rows = run_rollout_bench(chosen, runs=runs, seed=seed)
+    if as_json:
+        console.print(json.dumps(rows, indent=2), markup=False)
+        return
+    table = Table(
+        title=f"dsd bench rollout: {runs} seeded rollouts per scenario (interval = one analysis window)"
+    )
+    for column in (
+        "scenario", "N", "promoted", "rolled back", "false rollbacks", "detection p50/p90/max",
+        "extra groups (ratio)", "KubeRay blue/green", "KubeRay incremental",
+    ):  # fmt: skip
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for row in rows:
+        detection = "/".join(
+            "-" if row[key] is None else f"{row[key]:.1f}"
+            for key in ("detection_p50", "detection_p90", "detection_max")
+        )
+        table.add_row(
+            row["scenario"],
+            str(row["settings"]["groups"]),
+            str(row["promoted"]),
+            str(row["rolled_back"]),
+            "-" if row["false_rollbacks"] is None else f"{row['false_rollbacks']}/{row['runs']}",
+            detection,
+            f"{row['extra_groups_max']} ({row['extra_ratio']:.2f})",
+            f"{row['kuberay_blue_green']} (1.00)",
+            f"{row['kuberay_incremental_surge_100']} (1.00)",
+        )
+    console.print(table)

@@ -122,6 +122,13 @@ def set_ready_condition(
             conditions, ConditionType.READY, ConditionStatus.TRUE, Reason.SERVING, message,
             generation=generation, now=now,
         )  # fmt: skip
+    idle = _scaled_to_zero(status)
+    if idle is not None:
+        message = f"{idle.version} is scaled to zero groups (idle); the first request waits for a group"
+        return set_condition(
+            conditions, ConditionType.READY, ConditionStatus.TRUE, Reason.SCALED_TO_ZERO, message,
+            generation=generation, now=now,
+        )  # fmt: skip
     if outcome.rejected is not None and not outcome.observed:
         reason, message = outcome.rejected.reason, "nothing serves: the spec cannot be served as written"
     else:
@@ -220,16 +227,28 @@ def compute_phase(status: DeepSeekDeploymentStatus, outcome: PassOutcome) -> tup
     degraded = _degradation(status, outcome)
     rollout = status.rollout
     if rollout is not None and not _active(rollout):
-        return Phase.ROLLED_BACK.value, f"{rollout.canary_version} {rollout.phase.lower()}: {rollout.message}"
+        stopped = "rolled back" if rollout.phase == "RolledBack" else "aborted"
+        return Phase.ROLLED_BACK.value, f"{rollout.canary_version} {stopped}: {rollout.message}"
     if degraded is not None:
         return Phase.DEGRADED.value, degraded[1]
     if rollout is not None:
         phase = Phase.PAUSED if rollout.phase == "Paused" else Phase.ROLLING_OUT
         return phase.value, _rollout_message(rollout, outcome.steps)
+    idle = _scaled_to_zero(status)
+    if idle is not None:
+        return Phase.SCALED_TO_ZERO.value, f"{idle.version} is scaled to zero groups (idle)"
     stable = next((entry for entry in status.traffic if entry.role == Role.STABLE.value), None)
     if stable is not None and stable.ready_groups > 0:
         return Phase.SERVING.value, f"{stable.version} serves {stable.ready_groups} group(s)"
     return Phase.DEPLOYING.value, _waiting_message(outcome)
+
+
+def _scaled_to_zero(status: DeepSeekDeploymentStatus) -> VersionTraffic | None:
+    """The stable version when its autoscaler took it to zero groups (and nothing else serves)."""
+    stable = next((entry for entry in status.traffic if entry.role == Role.STABLE.value), None)
+    if stable is None or stable.weight != 100 or stable.ready_groups or stable.desired_groups != 0:
+        return None
+    return stable
 
 
 def _rollout_message(rollout: RolloutStatus, steps: int) -> str:
