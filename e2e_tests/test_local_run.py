@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -102,3 +103,71 @@ def test_dsd_run_serves_two_groups_until_interrupted(tmp_path: Path) -> None:
         code = run.wait(timeout=120)
     assert code == 0, "".join(output)
     assert "stopping: in-flight requests finish first" in "".join(output)
+
+
+def test_dsd_run_rolls_out_the_last_version_by_weight_without_failing_a_request(tmp_path: Path) -> None:
+    """Two versions in the file: the first serves, the last is rolled out through the steps (50%,
+    a pause, promotion) on the same embedded Ray, the local proxy splitting by the weights."""
+    from deepseek_serving.local import free_port
+    from deepseek_serving.tiny_model import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "deepseek-tiny")
+    document = example("tiny-local")
+    document["spec"]["model"]["source"] = f"file://{model}"
+    first = document["spec"]["versions"][0]
+    document["spec"]["versions"] = [first, {**first, "name": "v2"}]
+    document["spec"]["rollout"] = {"steps": [{"setWeight": 50}, {"pause": {"durationSeconds": 30}}]}
+    document["spec"]["serving"]["limits"]["requestTimeoutSeconds"] = 10
+    manifest = tmp_path / "tiny.yaml"
+    manifest.write_text(yaml.safe_dump(document))
+    port = free_port()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "deepseek_operator", "run", str(manifest), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    threading.Thread(target=lambda: output.extend(iter(run.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    answers: list[tuple[float, int, str]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+    base = f"http://127.0.0.1:{port}/v1"
+
+    def stream() -> None:
+        with httpx.Client(timeout=60) as http:
+            while not stop.is_set():
+                try:
+                    answer = http.post(
+                        f"{base}/completions", json={"model": "tiny", "prompt": "x", "max_tokens": 4}
+                    )
+                    answers.append(
+                        (time.monotonic(), answer.status_code, answer.headers.get("x-deepseek-version", ""))
+                    )
+                except httpx.HTTPError as error:
+                    failures.append(repr(error))
+                time.sleep(0.2)
+
+    try:
+        eventually(
+            lambda: httpx.get(f"{base}/models", timeout=5).status_code == 200, timeout=600, what="v1 serves"
+        )
+        threading.Thread(target=stream, daemon=True).start()
+        eventually(lambda: any(version == "v2" for _, _, version in answers), timeout=600, what="v2 at 50%")
+        since = next(at for at, _, version in answers if version == "v2")
+        time.sleep(20)
+        window = [version for at, _, version in answers if since + 2 <= at <= since + 20]
+        assert len(window) >= 20, len(window)
+        assert 0.25 <= window.count("v2") / len(window) <= 0.75, window
+        eventually(
+            lambda: len(answers) > 10 and all(version == "v2" for _, _, version in answers[-10:]),
+            timeout=300,
+            what="v2 promoted",
+        )
+    finally:
+        stop.set()
+        run.send_signal(signal.SIGINT)
+        code = run.wait(timeout=120)
+    assert code == 0, "".join(output)
+    assert failures == []
+    assert [status for _, status, _ in answers if status != 200] == []

@@ -41,7 +41,7 @@ from deepseek_operator.k8s.client import KubeClient, is_refusal, refusal_message
 from deepseek_operator.k8s.drift import differs
 from deepseek_operator.k8s.observe import child_version, observe_version
 from deepseek_operator.k8s.ownership import Ownership, ownership_of
-from deepseek_operator.k8s.prometheus import PrometheusError, query_value
+from deepseek_operator.k8s.prometheus import measure_due
 from deepseek_operator.k8s.serve_api import ServeObserver
 from deepseek_operator.metrics import DECISIONS
 from deepseek_operator.modelcfg import ArchitectureContext
@@ -55,7 +55,6 @@ from deepseek_operator.rollout import (
     VersionRef,
     decide_lifecycle,
 )
-from deepseek_operator.rollout.analysis import QueryLabels, assess_measurement, due_measurements, step_metrics
 from deepseek_operator.status.compute import PassOutcome, Rejected, compute_status
 from deepseek_operator.status.events import Decision, decide_events
 from deepseek_operator.status.export import export_status, forget_status
@@ -137,7 +136,15 @@ class Reconciler:
             return None
 
         # Step 4: measure, then decide.
-        measurements = await self._measure(key, desired, previous, now)
+        measurements = await measure_due(
+            self.prometheus,
+            desired.validated.spec,
+            previous.rollout,
+            namespace=key[0],
+            deployment=key[1],
+            namespace_label=self.namespace_label,
+            now=now,
+        )
         decision = decide_lifecycle(
             self._lifecycle_input(key, body, desired, previous, observed, measurements, now)
         )
@@ -171,7 +178,26 @@ class Reconciler:
         await self._write_status(
             key, body, previous, outcome, now, applied=applied, deleted=deleted, notes=decision.notes
         )
-        return decision.requeue_after
+        return _sooner(decision.requeue_after, self._until_serve_settles(decision, observed))
+
+    def _until_serve_settles(
+        self, decision: LifecycleDecision, observed: Mapping[VersionRef, ObservedVersion]
+    ) -> float | None:
+        """Seconds until Ray Serve's view is worth reading again, while groups start or stop.
+
+        A resize we applied, or one Serve's autoscaler decided, moves replicas without changing
+        anything a watch sees (KubeRay's status does not count replicas), so the status would
+        lag until the resync; a settled deployment asks for nothing."""
+        for version in decision.live:
+            seen = observed.get(version.ref)
+            if seen is None or seen.desired_groups is None:
+                continue
+            resizing = version.groups is not None and not (
+                version.groups.minimum <= seen.desired_groups <= version.groups.maximum
+            )
+            if resizing or seen.ready_groups != seen.desired_groups:
+                return self.serve.ttl_seconds
+        return None
 
     def forget(self, key: Key) -> None:
         """Drop what was remembered of a deleted deployment."""
@@ -247,44 +273,6 @@ class Reconciler:
         return found
 
     # ─── step 4 ──────────────────────────────────────────────────────────────────────────────
-
-    async def _measure(
-        self, key: Key, desired: DesiredDeployment, previous: DeepSeekDeploymentStatus, now: datetime
-    ) -> list[AnalysisMeasurement]:
-        """The analysis measurements due now (Prometheus queries; failures are `Error`s)."""
-        spec = desired.validated.spec
-        rollout = previous.rollout
-        if rollout is None or rollout.analysis is None or spec.rollout.analysis is None:
-            return []
-        steps = spec.rollout.steps
-        if rollout.analysis.step_index >= len(steps):
-            return []
-        metrics = step_metrics(spec.rollout, steps[rollout.analysis.step_index])
-
-        def labels(version: str, revision: str | None) -> QueryLabels:
-            return QueryLabels(key[0], key[1], version, revision or "", self.namespace_label)
-
-        due = due_measurements(
-            metrics,
-            rollout.analysis,
-            canary=labels(rollout.canary_version, rollout.canary_revision),
-            stable=labels(rollout.stable_version, rollout.stable_revision),
-            now=now,
-        )
-        address = spec.rollout.analysis.prometheus.address
-        measurements = []
-        for request in due:
-            try:
-                canary = await query_value(self.prometheus, address, request.canary_query)
-                stable = (
-                    await query_value(self.prometheus, address, request.stable_query)
-                    if request.stable_query
-                    else None
-                )
-                measurements.append(assess_measurement(request.metric, canary, stable, now=now))
-            except PrometheusError as error:
-                measurements.append(assess_measurement(request.metric, None, None, now=now, error=str(error)))
-        return measurements
 
     def _lifecycle_input(
         self,
@@ -496,6 +484,10 @@ def status_patch(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[
         elif name not in stored or old != value:
             patch[name] = value
     return patch
+
+
+def _sooner(first: float | None, second: float | None) -> float | None:
+    return min((s for s in (first, second) if s is not None), default=None)
 
 
 def _stored_status(body: Mapping[str, Any]) -> DeepSeekDeploymentStatus:

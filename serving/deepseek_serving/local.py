@@ -17,8 +17,10 @@ local cluster (never one found through ``RAY_ADDRESS``) with:
   always waited for, up to ``limits.requestTimeoutS``;
 - logical CPUs enough for every group's bundles (bundles are scheduling tokens; cores are shared).
 
-``serve_locally`` returns once the application is running; ``LocalServing`` is a context manager
-whose exit (also on Ctrl-C) deletes the application, letting in-flight requests drain, and stops Ray.
+``LocalCluster`` deploys serveConfigV2 applications declaratively, as KubeRay does, so the local
+view runs what a RayService runs; ``serve_locally`` deploys one and returns once it is running;
+``LocalServing`` is a context manager whose exit (also on Ctrl-C) deletes the application, letting
+in-flight requests drain, and stops Ray.
 """
 
 from __future__ import annotations
@@ -28,13 +30,27 @@ import os
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 
 from deepseek_serving.config import ServingArgs
+from deepseek_serving.llm_config import SERVE_DEPLOYMENT_NAME, code_args, render_deployment_override
 
-__all__ = ["LocalServing", "free_port", "local_ray_cpus", "serve_locally"]
+__all__ = [
+    "APP_IMPORT_PATH",
+    "LocalApplication",
+    "LocalCluster",
+    "LocalServing",
+    "application_config",
+    "free_port",
+    "local_ray_cpus",
+    "serve_locally",
+]
+
+APP_IMPORT_PATH: Final = "deepseek_serving.app:build_app"
+"""serveConfigV2's `import_path` of every version (the operator renders the same)."""
 
 LOCAL_RAY_ENV: Final[dict[str, str]] = {
     "RAY_AUTH_MODE": "disabled",
@@ -56,6 +72,7 @@ class LocalServing:
     """Ray Serve application name."""
     metrics_url: str
     """This node's Ray metrics endpoint (``ray_vllm_*``, ``ray_deepseek_serving_*``, ``ray_serve_*``)."""
+    cluster: LocalCluster
     _stopped: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def block(self) -> None:
@@ -78,14 +95,7 @@ class LocalServing:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        import ray
-        from ray import serve
-
-        try:
-            serve.delete(self.app_name)
-            serve.shutdown()  # type: ignore[no-untyped-call]
-        finally:
-            ray.shutdown()
+        self.cluster.shutdown()
 
     def __enter__(self) -> Self:
         return self
@@ -94,6 +104,104 @@ class LocalServing:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.shutdown()
+
+
+@dataclass(frozen=True)
+class LocalApplication:
+    """One application as Ray Serve reports it."""
+
+    status: str
+    """NOT_STARTED, DEPLOYING, DEPLOY_FAILED, RUNNING, UNHEALTHY, DELETING."""
+    message: str
+    running_replicas: int
+    """RUNNING replicas of its rank deployment (one per DP rank)."""
+
+
+class LocalCluster:
+    """An embedded single-node Ray whose Serve runs applications declared as KubeRay declares them.
+
+    `apply` takes the `applications` of a serveConfigV2 (the same dicts the operator renders into
+    RayServices) and deploys exactly those, declaratively: an application whose `args` are
+    unchanged keeps its replicas (only its replica counts move), one left out is deleted after
+    its in-flight requests drain. KubeRay PUTs the same schema to the dashboard's REST API; here
+    it goes to the Serve controller directly (the client Ray's REST handler uses).
+    """
+
+    def __init__(self, *, num_cpus: int, host: str = "127.0.0.1", port: int = 0, log_to_driver: bool = True):
+        """Start Ray and Serve; Serve's HAProxy ingress listens on `host`:`port` (0: a free port)."""
+        for variable, value in LOCAL_RAY_ENV.items():
+            os.environ.setdefault(variable, value)
+        for variable in HAPROXY_PORT_ENV:
+            os.environ.setdefault(variable, str(free_port(host)))
+        os.environ.update(HAPROXY_ENV)
+
+        import ray
+        from ray import serve
+
+        self.host, self.port = host, port or free_port(host)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            namespace="deepseek-serving",
+            log_to_driver=log_to_driver,
+        )
+        try:
+            serve.start(http_options={"host": host, "port": self.port})
+        except BaseException:
+            ray.shutdown()
+            raise
+        node = ray.nodes()[0]  # type: ignore[no-untyped-call]
+        self.metrics_url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+        self._stopped = False
+
+    def apply(self, applications: list[dict[str, Any]]) -> None:
+        """Deploy exactly `applications` (serveConfigV2 `applications` entries)."""
+        from ray.serve.context import _get_global_client
+        from ray.serve.schema import ServeDeploySchema
+
+        client = _get_global_client()
+        if client is None:
+            raise RuntimeError("Serve is not running in this cluster")
+        client.deploy_apps(ServeDeploySchema.model_validate({"applications": applications}))
+
+    def applications(self) -> dict[str, LocalApplication]:
+        """Every application's status and running rank replicas."""
+        from ray import serve
+        from ray.serve._private.common import ReplicaState
+
+        found = {}
+        for name, app in serve.status().applications.items():
+            deployment = app.deployments.get(SERVE_DEPLOYMENT_NAME)
+            running = deployment.replica_states.get(ReplicaState.RUNNING, 0) if deployment else 0
+            found[name] = LocalApplication(str(app.status.value), str(app.message or ""), running)
+        return found
+
+    def wait_running(self, name: str, *, timeout_s: float = 900.0) -> None:
+        """Block until `name` is RUNNING; raise with Serve's message if it fails to deploy."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            app = self.applications().get(name)
+            if app is not None and app.status == "RUNNING":
+                return
+            if app is not None and app.status == "DEPLOY_FAILED":
+                raise RuntimeError(f"application {name} failed to deploy: {app.message}")
+            time.sleep(0.5)
+        raise TimeoutError(f"application {name} was not RUNNING within {timeout_s:.0f} s")
+
+    def shutdown(self) -> None:
+        """Delete every application (in-flight requests drain), then stop Serve and Ray."""
+        if self._stopped:
+            return
+        self._stopped = True
+        import ray
+        from ray import serve
+
+        try:
+            self.apply([])
+            serve.shutdown()  # type: ignore[no-untyped-call]
+        finally:
+            ray.shutdown()
 
 
 def local_ray_cpus(args: ServingArgs, machine_cpus: int) -> int:
@@ -133,32 +241,32 @@ def serve_locally(
         A ``LocalServing`` handle; ``with serve_locally(args) as served: served.block()`` serves
         until Ctrl-C and then shuts everything down.
     """
-    for variable, value in LOCAL_RAY_ENV.items():
-        os.environ.setdefault(variable, value)
-    for variable in HAPROXY_PORT_ENV:
-        os.environ.setdefault(variable, str(free_port(host)))
-    os.environ.update(HAPROXY_ENV)
-
-    import ray
-    from ray import serve
-
-    from deepseek_serving.app import build_app
-
     name = app_name or f"{args.deployment_name}-{args.version_name}"
-    ray.init(
-        address="local",
-        num_cpus=local_ray_cpus(args, os.cpu_count() or 1),
-        include_dashboard=False,
-        namespace="deepseek-serving",
-        log_to_driver=log_to_driver,
+    cluster = LocalCluster(
+        num_cpus=local_ray_cpus(args, os.cpu_count() or 1), host=host, port=port, log_to_driver=log_to_driver
     )
     try:
-        serve.start(http_options={"host": host, "port": port})
-        serve.run(build_app(args), name=name, route_prefix=args.route_prefix, blocking=False)
+        cluster.apply([application_config(args, name=name)])
+        cluster.wait_running(name)
     except BaseException:
-        ray.shutdown()
+        cluster.shutdown()
         raise
     prefix = args.route_prefix.rstrip("/")
-    node = ray.nodes()[0]  # type: ignore[no-untyped-call]
-    metrics_url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
-    return LocalServing(base_url=f"http://{host}:{port}{prefix}", app_name=name, metrics_url=metrics_url)
+    return LocalServing(
+        base_url=f"http://{host}:{port}{prefix}",
+        app_name=name,
+        metrics_url=cluster.metrics_url,
+        cluster=cluster,
+    )
+
+
+def application_config(args: ServingArgs, *, name: str, route_prefix: str | None = None) -> dict[str, Any]:
+    """One serveConfigV2 application running `build_app(args)` (what the operator renders): the
+    contract as `args`, the group counts as a deployment override (`llm_config.code_args`)."""
+    return {
+        "name": name,
+        "route_prefix": route_prefix or args.route_prefix,
+        "import_path": APP_IMPORT_PATH,
+        "args": code_args(args),
+        "deployments": [render_deployment_override(args)],
+    }

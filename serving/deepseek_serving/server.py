@@ -38,9 +38,11 @@ from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
 from deepseek_serving.autoscaling import rank_autoscaling_metrics
 from deepseek_serving.config import ServingArgs
+from deepseek_serving.eplb.policy_config import ENV_VAR as EPLB_POLICY_ENV
 from deepseek_serving.http_guards import ServingGuard, VersionHeaders, openai_error, wrap_middleware_stack
 from deepseek_serving.llm_config import cpu_binding_for_rank
 from deepseek_serving.metrics import RankLoad, ServingLabels, labeled_stat_logger
+from deepseek_serving.request_metrics import RequestCounter, ray_request_metrics
 
 __all__ = ["GroupRankServer", "LabeledVLLMEngine", "RankServer", "ranks_server_class"]
 
@@ -88,11 +90,20 @@ class _RankServerMixin:
         self._args = args
         self._api_key = _api_key(args.api_key_env)
         self._load = RankLoad()
+        if args.eplb.enabled and args.eplb.policy_settings:
+            # Read by our EPLB policy in every vLLM process this rank starts (eplb.vllm_policy).
+            os.environ[EPLB_POLICY_ENV] = args.eplb.policy_settings
         if args.placement.accelerator == "cpu" and args.ranks_per_group > 1:
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_binding_for_rank(
                 dp_rank, args.tensor_parallel_size, os.cpu_count() or 1
             )
-        labels = ServingLabels(deployment=args.deployment_name, version=args.version_name, group=self._group)
+        labels = ServingLabels(
+            deployment=args.deployment_name,
+            version=args.version_name,
+            revision=args.revision,
+            group=self._group,
+        )
+        self._labels = labels
         engine_factory = functools.partial(
             LabeledVLLMEngine, stat_logger_cls=labeled_stat_logger(labels, self._load)
         )
@@ -130,11 +141,15 @@ class _RankServerMixin:
             request_timeout_s=limits.request_timeout_s,
             fault_injection=self._args.fault_injection,
         )
-        # Outermost, so every response says which version answered (the guard's errors too).
+        # Outermost, so every response says which version answered and is counted by its status
+        # (the guard's errors and Starlette's 500s too).
+        counter, duration = ray_request_metrics(self._labels)
         wrap_middleware_stack(
             app,
-            functools.partial(
-                VersionHeaders, deployment=self._args.deployment_name, version=self._args.version_name
+            lambda inner: RequestCounter(
+                VersionHeaders(inner, deployment=self._args.deployment_name, version=self._args.version_name),
+                counter=counter,
+                duration=duration,
             ),
         )
         return app

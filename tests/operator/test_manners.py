@@ -25,7 +25,7 @@ from deepseek_operator.testing.kuberay import KubeRayStandIn
 from deepseek_operator.testing.process import OperatorProcess
 from e2e_tests.support import GROUP, Cluster
 from tests.api.resources import example
-from tests.operator.conftest import eventually
+from tests.operator.conftest import InstantServe, eventually
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -281,6 +281,31 @@ def test_ten_version_changes_in_two_seconds_start_only_the_last(cluster: Cluster
     recorder.join(timeout=30)
     assert created == ["v1", "v11"]  # the listing's existing v1, then only the final version
     assert deleted == ["v1"]
+
+
+def test_status_follows_groups_as_they_start_not_the_resync(
+    cluster: Cluster, kuberay_standin: KubeRayStandIn
+) -> None:
+    """`kubectl scale`: Ray Serve starting the new group's replicas is no event the operator
+    watches, so while groups start it looks at Serve again (every TTL) until they are ready."""
+    cluster.create_deployment(_tiny(cluster.namespace))
+    eventually(_serving_tiny(cluster))
+    name = cluster.ray_service_of("tiny", "v1")["metadata"]["name"]
+    backend = kuberay_standin.backend
+    assert isinstance(backend, InstantServe)
+    key = f"{cluster.namespace}/{name}"
+    backend.replicas[key] = 1  # the second group's replica is still starting
+    try:
+        cluster.patch_spec("tiny", {"groups": 2})
+
+        def groups() -> tuple[int, int]:
+            status = cluster.deployment("tiny").get("status") or {}
+            return status.get("desiredGroups"), status.get("readyGroups")
+
+        eventually(lambda: groups() == (2, 1), timeout=10)
+    finally:
+        del backend.replicas[key]  # it is up
+    eventually(lambda: groups() == (2, 2), timeout=10)
 
 
 def test_a_spec_error_found_past_validation_is_status_and_one_warning(cluster: Cluster) -> None:

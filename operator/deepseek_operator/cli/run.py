@@ -1,19 +1,25 @@
 """`dsd run FILE`: serve a DeepSeekDeployment on an embedded Ray, no Kubernetes.
 
-validate → plan → the same `ServingArgs` the operator renders into serveConfigV2 → `serve.run`.
-Ray, vLLM and the serving package are imported here, inside the command, so the operator's
-light install keeps every other command.
+validate → plan every version → the lifecycle (`local.LocalRollout`) runs the versions as the
+operator would, each as the Serve application its RayService would carry, behind a local weighted
+proxy. A resource with several versions serves the one before the last, then rolls out the last
+through `spec.rollout`. Ray, vLLM and the serving package are imported here, inside the command,
+so the operator's light install keeps every other command.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
+import os
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -24,11 +30,13 @@ from rich.table import Table
 
 from deepseek_operator.cli._app import app, console, err_console
 from deepseek_operator.cli.plan import render_plan
-from deepseek_operator.cli.validate import validate_document
+from deepseek_operator.cli.rollout import rollout_view
+from deepseek_operator.cli.validate import context_for
+from deepseek_operator.desired import DesiredDeployment, plan_desired
 from deepseek_operator.errors import FieldError, InvalidSpec
 from deepseek_operator.manifests import load_manifests
-from deepseek_operator.planner.plan import plan_deployment
-from deepseek_operator.render.serving_args import serving_args_for
+from deepseek_operator.modelsource import parse_model_source
+from deepseek_operator.render import RenderConfig
 
 _GAUGES = {
     "running": "num_requests_running",
@@ -36,6 +44,8 @@ _GAUGES = {
     "generated tokens": "generation_tokens_total",
     "prompt tokens": "prompt_tokens_total",
 }
+STEP_SECONDS = 1.0
+"""How often the local lifecycle looks at Ray Serve (the operator's work queue, here a loop)."""
 
 
 @app.command()
@@ -57,62 +67,137 @@ def run(
         raise typer.Exit(1)
     document = manifests.deployments[0]
     try:
-        validated = validate_document(document, manifests)
-        if validated.spec.resources.accelerator != "cpu":
-            raise InvalidSpec(
-                [
-                    FieldError(
-                        "spec.resources.accelerator",
-                        "dsd run serves accelerator cpu deployments on this machine",
-                    )
-                ]
-            )
-        plan = plan_deployment(validated)
-        args = serving_args_for(validated, plan, validated.spec.desired_version)
+        desired = plan_desired(
+            document.body,
+            context_for(document, manifests),
+            manifests.config_map_data(document.namespace),
+            RenderConfig(),
+        )
+        _check_runs_here(desired)
     except InvalidSpec as invalid:
         for error in invalid.errors:
             err_console.print(f"[red]✗[/red] {document.origin}: {error}")
         raise typer.Exit(1) from None
-    console.print(render_plan(plan))
-
-    from deepseek_serving.local import serve_locally
-
+    console.print(render_plan(desired.desired.plan))
     # Ray configures the root logger; the live view's own polling is not news.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        asyncio.run(_serve(desired, host=host, port=port, refresh=refresh, ray_logs=ray_logs))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_runs_here(desired: DesiredDeployment) -> None:
+    """What `dsd run` needs before starting Ray: CPU ranks, and a model that is on this machine."""
+    spec = desired.validated.spec
+    errors = []
+    if spec.resources.accelerator != "cpu":
+        errors.append(
+            FieldError(
+                "spec.resources.accelerator", "dsd run serves accelerator cpu deployments on this machine"
+            )
+        )
+    for path, uri in (
+        ("spec.model.source", spec.model.source),
+        ("spec.model.tokenizer.source", _tokenizer(desired)),
+    ):
+        source = parse_model_source(uri) if uri else None
+        if source is not None and source.scheme == "file" and not Path(source.location).exists():
+            errors.append(
+                FieldError(
+                    path,
+                    f"{uri} does not exist on this machine; build the tiny model with "
+                    f"`dsd tiny-model {source.location}` or point it at a model directory",
+                )
+            )
+    if errors:
+        raise InvalidSpec(errors)
+
+
+def _tokenizer(desired: DesiredDeployment) -> str | None:
+    tokenizer = desired.validated.spec.model.tokenizer
+    return tokenizer.source if tokenizer is not None else None
+
+
+async def _serve(desired: DesiredDeployment, *, host: str, port: int, refresh: float, ray_logs: bool) -> None:
+    from deepseek_operator.local import LocalRollout
+    from deepseek_serving.local import LocalCluster
+    from deepseek_serving.weighted_proxy import WeightedProxy
 
     started = time.monotonic()
-    with err_console.status("starting Ray and loading the model (about 30 s on a laptop CPU)…"):
-        served = serve_locally(args, host=host, port=port, log_to_driver=ray_logs)
-    request = json.dumps(
-        {"model": args.served_model_name, "messages": [{"role": "user", "content": "Hello"}]}
-    )
-    with served:
+    with err_console.status("starting Ray…"):
+        cluster = LocalCluster(num_cpus=_cluster_cpus(desired), log_to_driver=ray_logs)
+    proxy = WeightedProxy().start()
+    rollout = LocalRollout(desired, cluster, proxy, listen=(host, port), now=lambda: datetime.now(UTC))  # noqa: TID251 - the shell's clock
+    name = desired.validated.resource.metadata.name
+    base_url = f"http://{host}:{port}{desired.validated.spec.serving.route_prefix.rstrip('/')}"
+    try:
+        with err_console.status("loading the model (about 30 s on a laptop CPU)…"):
+            while not rollout.serving():
+                await rollout.step()
+                problem = rollout.problem()
+                if (
+                    problem
+                    and not rollout.serving()
+                    and rollout.status.traffic
+                    and all(entry.role == "Starting" for entry in rollout.status.traffic)
+                ):
+                    err_console.print(f"[red]✗[/red] {name}: {problem}")
+                await asyncio.sleep(STEP_SECONDS)
+        served_model = desired.validated.spec.model.served_model_name or name
+        request = json.dumps({"model": served_model, "messages": [{"role": "user", "content": "Hello"}]})
         console.print(
-            f"[green]serving[/green] {args.served_model_name} at [bold]{served.base_url}/v1[/bold] "
-            f"(ready in {time.monotonic() - started:.0f} s); metrics at {served.metrics_url}; try:\n"
-            f"  curl {served.base_url}/v1/chat/completions -H 'Content-Type: application/json' -d '{request}'"
+            f"[green]serving[/green] {served_model} at [bold]{base_url}/v1[/bold] "
+            f"(ready in {time.monotonic() - started:.0f} s); metrics at {cluster.metrics_url}; try:\n"
+            f"  curl {base_url}/v1/chat/completions -H 'Content-Type: application/json' -d '{request}'"
         )
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            with Live(
-                _status(served.base_url, served.metrics_url), console=console, refresh_per_second=1
-            ) as live:
-                while True:
-                    time.sleep(refresh)
-                    live.update(_status(served.base_url, served.metrics_url))
-        except KeyboardInterrupt:
-            err_console.print("\nstopping: in-flight requests finish first…")
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        with Live(
+            _view(rollout, base_url, cluster.metrics_url), console=console, refresh_per_second=1
+        ) as live:
+            last = 0.0
+            while True:
+                await rollout.step()
+                if time.monotonic() - last >= refresh:
+                    live.update(_view(rollout, base_url, cluster.metrics_url))
+                    last = time.monotonic()
+                await asyncio.sleep(STEP_SECONDS)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        err_console.print("\nstopping: in-flight requests finish first…")
+    finally:
+        cluster.shutdown()
+        proxy.stop()
+        await rollout.prometheus.aclose()
+
+
+def _cluster_cpus(desired: DesiredDeployment) -> int:
+    """Logical CPUs the embedded Ray declares: every version's groups at their most, plus the
+    rollout's surge (bundles are scheduling tokens here; the cores are shared)."""
+    spec = desired.validated.spec
+    most = desired.groups.maximum + spec.rollout.surge_groups
+    per_group = max(
+        sum(bundle.get("CPU", 0.0) for bundle in version.plan.placement.group_bundles)
+        for version in desired.versions
+    )
+    return max(os.cpu_count() or 1, math.ceil(per_group * most))
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _status(base_url: str, metrics_url: str) -> Group:
-    """One live view: health and the engines' queue gauges summed over ranks."""
-    table = Table(title="live status (Ctrl-C to stop)", show_header=True)
+def _view(rollout: Any, base_url: str, metrics_url: str) -> Group:
+    """The live view: the versions and the rollout as `dsd rollout status` draws them, and the
+    engines' queue gauges summed over ranks."""
+    spec = rollout.desired.validated.spec
+    body = {
+        "metadata": {"name": rollout.desired.validated.resource.metadata.name, "namespace": "local"},
+        "spec": spec.to_dict(),
+        "status": rollout.status.to_dict(),
+    }
+    table = Table(title="engines (Ctrl-C to stop)", show_header=True)
     table.add_column("endpoint")
     table.add_column("health")
     for label in _GAUGES:
@@ -128,7 +213,7 @@ def _status(base_url: str, metrics_url: str) -> Group:
         "[green]ok[/green]" if healthy else "[red]down[/red]",
         *(f"{totals.get(name, 0):.0f}" for name in _GAUGES),
     )
-    return Group(table)
+    return Group(rollout_view(body), table)
 
 
 def _sum_gauges(text: str) -> dict[str, float]:

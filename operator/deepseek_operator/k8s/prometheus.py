@@ -1,12 +1,21 @@
-"""Prometheus' HTTP API for canary analysis: one instant query, one number."""
+"""Prometheus' HTTP API for canary analysis: one instant query, one number; the due measurements."""
 
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 import httpx
 
-__all__ = ["PrometheusError", "query_value"]
+from deepseek_operator.api.v1alpha1 import AnalysisMeasurement, DeepSeekDeploymentSpec, RolloutStatus
+from deepseek_operator.rollout.analysis import (
+    QueryLabels,
+    assess_measurement,
+    due_measurements,
+    step_metrics,
+)
+
+__all__ = ["PrometheusError", "measure_due", "query_value"]
 
 
 class PrometheusError(Exception):
@@ -39,3 +48,45 @@ async def query_value(client: httpx.AsyncClient, address: str, promql: str) -> f
         return None
     value = float(samples[0][1])
     return None if math.isnan(value) or math.isinf(value) else value
+
+
+async def measure_due(
+    client: httpx.AsyncClient,
+    spec: DeepSeekDeploymentSpec,
+    rollout: RolloutStatus | None,
+    *,
+    namespace: str,
+    deployment: str,
+    namespace_label: str,
+    now: datetime,
+) -> list[AnalysisMeasurement]:
+    """The analysis measurements due now, taken (a query Prometheus cannot answer is an `Error`)."""
+    if rollout is None or rollout.analysis is None or spec.rollout.analysis is None:
+        return []
+    steps = spec.rollout.steps
+    if rollout.analysis.step_index >= len(steps):
+        return []
+    metrics = step_metrics(spec.rollout, steps[rollout.analysis.step_index])
+
+    def labels(version: str, revision: str | None) -> QueryLabels:
+        return QueryLabels(namespace, deployment, version, revision or "", namespace_label)
+
+    due = due_measurements(
+        metrics,
+        rollout.analysis,
+        canary=labels(rollout.canary_version, rollout.canary_revision),
+        stable=labels(rollout.stable_version, rollout.stable_revision),
+        now=now,
+    )
+    address = spec.rollout.analysis.prometheus.address
+    measurements = []
+    for request in due:
+        try:
+            canary = await query_value(client, address, request.canary_query)
+            stable = (
+                await query_value(client, address, request.stable_query) if request.stable_query else None
+            )
+            measurements.append(assess_measurement(request.metric, canary, stable, now=now))
+        except PrometheusError as error:
+            measurements.append(assess_measurement(request.metric, None, None, now=now, error=str(error)))
+    return measurements

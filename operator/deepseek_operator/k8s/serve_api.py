@@ -33,6 +33,10 @@ class ServeObserver:
         self._cache: dict[tuple[str, str, str], tuple[float, Mapping[str, Any] | None]] = {}
         self._failing: set[tuple[str, str]] = set()
 
+    @property
+    def ttl_seconds(self) -> float:
+        return self._ttl
+
     async def details(
         self, ray_service: Mapping[str, Any], *, fresh: bool = False
     ) -> Mapping[str, Any] | None:

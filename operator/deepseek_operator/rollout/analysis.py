@@ -4,8 +4,10 @@ A metric of an analysis step is measured `count` times, every `interval` seconds
 window since the previous one (the first one interval after the step started, so its window
 holds canary traffic). A measurement is
 
-- *Successful* when the canary's value is on the right side of every limit that applies (the
-  absolute `threshold`; `stableTolerance` × the stable version's value over the same window);
+- *Successful* when the canary's value is on the right side of its limit: the absolute
+  `threshold`, or `stableTolerance` × the stable version's value over the same window; with both,
+  the looser of the two (the threshold is then a floor under which no difference from the stable
+  version counts, e.g. error rates of 0.1% vs 0.2%, and the tolerance catches regressions above it);
 - *Failed* when it is not;
 - *Inconclusive* when there is no data (no traffic, a metric not exported yet, a stable version
   without data to compare with): never a success;
@@ -64,9 +66,10 @@ BUILTIN_QUERIES: dict[str, str] = {
         "histogram_quantile(0.95, sum by (le) "
         "(rate(ray_vllm_inter_token_latency_seconds_bucket{{{selector}}}[{window}])))"
     ),
+    # As clients see it: from arrival at the replica to the end of the response (the serving app's).
     "e2eLatencyP95": (
         "histogram_quantile(0.95, sum by (le) "
-        "(rate(ray_vllm_e2e_request_latency_seconds_bucket{{{selector}}}[{window}])))"
+        "(rate(ray_deepseek_serving_request_duration_seconds_bucket{{{selector}}}[{window}])))"
     ),
     "queueDepth": (
         "(sum(avg_over_time(ray_vllm_num_requests_running{{{selector}}}[{window}])) + "
@@ -211,8 +214,8 @@ def assess_measurement(
             return measured("Inconclusive", f"{metric.name}: no data for the stable version to compare with")
         factor = 1 + metric.stable_tolerance if below else 1 - metric.stable_tolerance
         limits.append((stable_value * factor, f"stable {stable_value:.4g} × {factor:g}"))
-    # The tighter limit decides: the lowest for `below`, the highest for `above`.
-    limit, source = min(limits) if below else max(limits)
+    # With both limits the looser decides (the highest for `below`, the lowest for `above`).
+    limit, source = max(limits) if below else min(limits)
     passed = canary_value <= limit if below else canary_value >= limit
     relation = ("≤" if passed else ">") if below else ("≥" if passed else "<")
     message = f"{metric.name} = {canary_value:.4g} {relation} {limit:.4g} ({source})"

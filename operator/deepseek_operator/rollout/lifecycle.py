@@ -425,7 +425,7 @@ class _Decider:
         event = EventReason.ROLLED_BACK if outcome == "RolledBack" else EventReason.ROLLOUT_ABORTED
         self.notes.append(
             Note(
-                event, f"{rollout.canary_version} {outcome.lower()} ({reason.value}): {message}", warning=True
+                event, f"{rollout.canary_version} {_WORDS[outcome]} ({reason.value}): {message}", warning=True
             )
         )
         stopped = _with(rollout, phase=outcome, weight=0, reason=reason.value, message=message)
@@ -524,6 +524,9 @@ class _Decider:
     def _requeue_after(self) -> float | None:
         future = [(at - self.inp.now).total_seconds() for at in self.wake_times]
         return max(0.0, math.ceil(min(future) * 10) / 10) if future else None
+
+
+_WORDS = {"RolledBack": "rolled back", "Aborted": "aborted", "Promoted": "promoted"}
 
 
 def _with(rollout: RolloutStatus, **changes: Any) -> RolloutStatus:

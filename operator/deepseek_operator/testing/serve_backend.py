@@ -138,6 +138,9 @@ class RayServeBackend:
             self._owns_serve = True
         else:
             self.http_port = int(client.http_config.port)
+        node = ray.nodes()[0]  # type: ignore[no-untyped-call]
+        self.metrics_url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+        """The node's Ray metrics (every RayService's serving metrics: one shared Ray)."""
         return self
 
     def stop(self) -> None:
