@@ -76,6 +76,29 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Step", "type": "string", "jsonPath": ".status.canaryStep", "description": "Rollout step"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Summary"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    # `-o wide` adds what a person checks next: where the rollout stands, why it stopped or waits
+    # for a person, the group size behind a capacity request, and the one-line summary.
+    {
+        "name": "Rollout",
+        "type": "string",
+        "jsonPath": ".status.rollout.phase",
+        "description": "Phase of the current or last rollout",
+        "priority": 1,
+    },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": ".status.rollout.reason",
+        "description": "Why the rollout stopped or waits for a person",
+        "priority": 1,
+    },
+    {
+        "name": "GPUs/Group",
+        "type": "integer",
+        "jsonPath": ".status.plan.gpusPerGroup",
+        "description": "GPUs of one data-parallel group",
+        "priority": 1,
+    },
     {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
 ]
 

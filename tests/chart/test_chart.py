@@ -37,6 +37,7 @@ ROOT = Path(__file__).parents[2]
 CHART = ROOT / "charts" / "deepseek-operator"
 CI_VALUES = yaml.safe_load((CHART / "ci" / "ci-values.yaml").read_text())
 SERVICE_MONITOR_CRD = preserve_unknown_crd("monitoring.coreos.com", "ServiceMonitor", "servicemonitors")
+PROMETHEUS_RULE_CRD = preserve_unknown_crd("monitoring.coreos.com", "PrometheusRule", "prometheusrules")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServe
     directory = tmp_path_factory.mktemp("chart")
     with ApiServer(bookmark_interval_s=0.2) as server:
         (directory / "servicemonitor-crd.yaml").write_text(yaml.safe_dump(SERVICE_MONITOR_CRD))
-        server.install_crds([directory / "servicemonitor-crd.yaml"])
+        (directory / "prometheusrule-crd.yaml").write_text(yaml.safe_dump(PROMETHEUS_RULE_CRD))
+        server.install_crds([directory / "servicemonitor-crd.yaml", directory / "prometheusrule-crd.yaml"])
         yield server, server.write_kubeconfig(directory / "kubeconfig")
 
 
@@ -87,7 +89,7 @@ def test_every_rendered_object_is_valid_and_was_stored(
     release: dict[str, Any] = request.getfixturevalue(release_fixture)
     assert release["info"]["status"] == "deployed"
     version = kubernetes_validate.latest_version()
-    custom = {"ClusterKopfPeering", "ServiceMonitor"}
+    custom = {"ClusterKopfPeering", "ServiceMonitor", "PrometheusRule"}
     objects = _objects(release)
     for (kind, _), obj in objects.items():
         if kind not in custom:
@@ -163,6 +165,7 @@ def test_optional_parts_follow_their_values(
 ) -> None:
     objects = _objects(ci_release)
     assert ("ServiceMonitor", "ci-deepseek-operator") in objects
+    assert ("PrometheusRule", "ci-deepseek-operator") in objects
     dashboard = objects[("ConfigMap", "ci-deepseek-operator-dashboard")]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["deepseek-operator.json"])["uid"] == "deepseek-operator"
@@ -248,10 +251,10 @@ def test_chart_copies_are_the_generated_files() -> None:
 
 
 def test_dashboard_queries_name_metrics_that_exist() -> None:
-    from deepseek_serving.metrics import GROUP_QUEUE_DEPTH_METRIC
+    from deepseek_serving.metrics import GROUP_QUEUE_DEPTH_METRIC, RANK_QUEUE_DEPTH_METRIC
 
     dashboard = json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
-    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     operator_metrics = {
         family.name + suffix
@@ -261,14 +264,29 @@ def test_dashboard_queries_name_metrics_that_exist() -> None:
             metrics.RECONCILE_SECONDS,
             metrics.DECISIONS,
             metrics.QUEUE_DEPTH,
+            metrics.VERSION_WEIGHT,
+            metrics.VERSION_GROUPS,
+            metrics.ROLLOUT_STEP,
+            metrics.ROLLOUT_STEP_STARTED,
+            metrics.CONDITION,
+            metrics.EPLB_BALANCEDNESS,
         )
         for family in collector.describe()
         for suffix in suffixes[family.type]
     }
+    # Serving metrics: ours through Ray (`ray_` prefix) and vLLM's through Ray (`ray_vllm_*`);
+    # e2e_tests/test_observability.py queries each on a real run.
     known = operator_metrics | {
         f"ray_{GROUP_QUEUE_DEPTH_METRIC}",
+        f"ray_{RANK_QUEUE_DEPTH_METRIC}",
+        "ray_deepseek_serving_requests_total",
         "ray_vllm_num_requests_waiting",
         "ray_vllm_num_requests_running",
+        "ray_vllm_time_to_first_token_seconds_bucket",
+        "ray_vllm_inter_token_latency_seconds_bucket",
+        "ray_vllm_generation_tokens_total",
+        "ray_vllm_prompt_tokens_total",
+        "ray_vllm_kv_cache_usage_perc",
     }
     named = {name for expr in expressions for name in re.findall(r"\b((?:deepseek|ray)_[a-z_:]+)\b", expr)}
     assert named - known == set()

@@ -13,6 +13,7 @@ from deepseek_operator.cli import (
     render,
     rollout,
     run,
+    status,
     tiny_model,
     validate,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "render",
     "rollout",
     "run",
+    "status",
     "tiny_model",
     "validate",
 ]

@@ -1,4 +1,5 @@
-"""``meta.k8s.io/v1`` Table responses, which ``kubectl get`` asks for: Name, CRD printer columns, Age."""
+"""``meta.k8s.io/v1`` Table responses, which ``kubectl get`` asks for: Name, then the CRD's printer
+columns, or Age alone when it declares none (as the apiextensions server does)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,11 @@ def _cell(obj: Mapping[str, Any], column: Mapping[str, Any], now: datetime) -> A
     return node
 
 
+_AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp", "description": "Age"}
+
+
 def table(rt: ResourceType, items: list[dict[str, Any]], rv: str, now: datetime) -> dict[str, Any]:
+    printer_columns = rt.printer_columns or (_AGE_COLUMN,)
     columns = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
     columns += [
         {
@@ -46,16 +51,11 @@ def table(rt: ResourceType, items: list[dict[str, Any]], rv: str, now: datetime)
             "description": c.get("description", ""),
             "priority": c.get("priority", 0),
         }
-        for c in rt.printer_columns
+        for c in printer_columns
     ]
-    columns.append({"name": "Age", "type": "date", "format": "", "description": "Age", "priority": 0})
     rows = [
         {
-            "cells": [
-                obj["metadata"]["name"],
-                *(_cell(obj, c, now) for c in rt.printer_columns),
-                _age(str(obj["metadata"].get("creationTimestamp", "")), now),
-            ],
+            "cells": [obj["metadata"]["name"], *(_cell(obj, c, now) for c in printer_columns)],
             "object": {
                 "kind": "PartialObjectMetadata",
                 "apiVersion": "meta.k8s.io/v1",
