@@ -7,10 +7,14 @@ Each bench measures against a named baseline taken in the same run, and prints t
 - `serving`: our Ray Serve application against bare vLLM, same engine arguments (needs the
   `serving` and `cpu` extras);
 - `apiserver`: the test API server's watch latency and throughput, the floor of `reconcile`;
-- `reconcile`: `dsd operator` reconciling many deployments against the limiter's floor.
+- `reconcile`: `dsd operator` reconciling many deployments against the limiter's floor;
+- `rollout`: canary detection time, false rollbacks and surge capacity, simulated on the real
+  lifecycle, against KubeRay's blue/green and incremental upgrades;
+- `autoscale`: our group autoscaler against Ray Serve's default, HPA/KEDA, llm-d and an oracle,
+  simulated on request traces (seeded or from a CSV).
 
-The last two drive the test environment (`deepseek_operator.testing`), which is not part of the
-operator's install: `require_testing` says what to install when it is missing.
+`apiserver` and `reconcile` drive the test environment (`deepseek_operator.testing`), which is
+not part of the operator's install: `require_testing` says what to install when it is missing.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def render(
     files: Annotated[list[Path], typer.Argument(help="YAML files or directories.", show_default=False)],
     output: Annotated[Literal["yaml", "json"], typer.Option("--output", "-o", help="yaml or json.")] = "yaml",
 ) -> None:
-    """Print the RayService, Services, ConfigMaps and HTTPRoute the operator would apply.
+    """Print the RayService, Service and HTTPRoute the operator would apply.
 
     ConfigMaps among the files stand in for the cluster's: an architecture `configMapRef` and the
     expert-load statistics `eplb.loadStats` are planned from them, as the operator plans.
