@@ -8,16 +8,17 @@ shape its memory fit) and rendered once at the spec's groups, which fixes its re
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentSpec, VersionSpec
+from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentSpec, PlanSummary, VersionSpec
 from deepseek_operator.errors import FieldError, InvalidSpec
 from deepseek_operator.modelcfg import ArchitectureContext
 from deepseek_operator.planner.eplb_load import ExpertLoadError, parse_expert_load
 from deepseek_operator.planner.plan import Plan, plan_deployment
-from deepseek_operator.render import RenderConfig, RenderedVersion, render_version
+from deepseek_operator.render import RenderConfig, RenderedVersion, render_version, rescale_ray_service
 from deepseek_operator.rollout.types import GroupTarget, VersionRef
 from deepseek_operator.validation import ValidatedDeployment, validate_deployment
 
@@ -46,6 +47,8 @@ class DesiredVersion:
     spec: VersionSpec
     plan: Plan
     rendered: RenderedVersion
+    summary: PlanSummary
+    """`plan.summary()`, what `status.plan` shows (kept when the expert maps are dropped)."""
 
     @property
     def ref(self) -> VersionRef:
@@ -68,10 +71,21 @@ class DesiredDeployment:
         return next((version for version in self.versions if version.ref == ref), None)
 
     def render(self, version: DesiredVersion, groups: GroupTarget) -> RenderedVersion:
-        """`version` at other groups (same revision: group counts are not part of it)."""
+        """`version` at other groups: its RayService resized. Group counts are not part of its
+        revision, so this is what rendering it at `groups` gives (a test compares the two)."""
         if groups == self.groups:
             return version.rendered
-        return render_version(self.validated, version.plan, version.spec, self.render_config, groups)
+        return RenderedVersion(version.ref, rescale_ray_service(version.rendered.ray_service, groups))
+
+    def without_expert_maps(self) -> DesiredDeployment:
+        """A copy for a long-lived cache (the operator keeps one per deployment): every plan
+        without its per-layer expert maps, several hundred KiB for a DeepSeek-V3 group, which
+        nothing after rendering reads. Summaries and rendered objects are kept."""
+        versions = tuple(
+            dataclasses.replace(version, plan=dataclasses.replace(version.plan, expert_placement=None))
+            for version in self.versions
+        )
+        return dataclasses.replace(self, versions=versions)
 
 
 def plan_desired(
@@ -91,7 +105,7 @@ def plan_desired(
     for version in validated.spec.versions:
         plan = _plan(validated, version, config_maps)
         rendered = render_version(validated, plan, version, render_config, groups)
-        versions.append(DesiredVersion(version, plan, rendered))
+        versions.append(DesiredVersion(version, plan, rendered, plan.summary()))
     return DesiredDeployment(validated, tuple(versions), groups, render_config)
 
 

@@ -105,7 +105,7 @@ class LocalRollout:
             PassOutcome(
                 observed,
                 decision,
-                plan=target.plan.summary(),
+                plan=target.summary,
                 steps=len(spec.rollout.steps),
                 desired=target.ref,
             ),

@@ -87,6 +87,10 @@ class Applied:
     refused: list[str] = field(default_factory=list)
     """Objects the API server refused."""
 
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied or self.corrected or self.adopted)
+
 
 DRAIN_MARGIN_SECONDS = 10.0
 """Beyond `requestTimeoutSeconds`: the time a gateway takes to stop routing to a version."""
@@ -163,6 +167,13 @@ class Reconciler:
             return None
         applied = await self._apply(key, body, objects)
         deleted = await self._retire(key, children, decision)
+        if decision.settling and not (applied.changed or deleted or decision.notes):
+            # Edits in a burst: the pass after the spec settled writes the status, once.
+            return decision.requeue_after
+        if applied.applied:
+            # What we just created counts as observed (not ready yet), so the pass its watch
+            # event starts finds the same status and writes nothing.
+            observed = await self._observe(self._children(key, body, previous))
 
         # Steps 7-8: status and Events.
         outcome = PassOutcome(
@@ -170,7 +181,7 @@ class Reconciler:
             decision,
             conflicts=applied.conflicts,
             refused=applied.refused,
-            plan=desired.desired.plan.summary(),
+            plan=desired.desired.summary,
             selector=_selector(key[1], decision),
             steps=len(desired.validated.spec.rollout.steps),
             desired=desired.desired.ref,
@@ -249,7 +260,7 @@ class Reconciler:
         try:
             result = plan_desired(
                 body, ArchitectureContext(config_maps=config_maps.get), config_maps, self.render_config
-            )
+            ).without_expert_maps()
         except PlanInfeasible as infeasible:
             result = Rejected(Reason.PLAN_INFEASIBLE, infeasible.errors)
         except InvalidSpec as invalid:

@@ -11,11 +11,18 @@ import yaml
 from typer.testing import CliRunner
 
 from deepseek_operator.cli import app
+from deepseek_operator.desired import plan_desired
 from deepseek_operator.modelcfg import ArchitectureContext
 from deepseek_operator.planner.plan import plan_deployment
-from deepseek_operator.render import RenderedDeployment, ray_service_name, render_deployment
+from deepseek_operator.render import (
+    RenderConfig,
+    RenderedDeployment,
+    ray_service_name,
+    render_deployment,
+    render_version,
+)
 from deepseek_operator.render.serving_args import model_location
-from deepseek_operator.rollout import VersionRef
+from deepseek_operator.rollout import GroupTarget, VersionRef
 from deepseek_operator.testing.openapi import validate_custom_resource
 from deepseek_operator.validation import validate_deployment
 from deepseek_serving.config import ServingArgs
@@ -166,6 +173,33 @@ def test_a_revision_is_the_content_group_counts_aside() -> None:
     # ...any other change of what runs is a new revision, rolled out beside the old one.
     assert _ray_service_name({"spec.versions[0].engineArgs.max_num_seqs": 4}) != name
     assert _ray_service_name({"spec.model.maxModelLen": 1024}) != name
+
+
+@pytest.mark.parametrize(
+    ("name", "groups"),
+    [
+        pytest.param("tiny-local", [GroupTarget.fixed(1), GroupTarget.fixed(3)], id="fixed"),
+        pytest.param(
+            "deepseek-r1-h100",
+            [GroupTarget.fixed(2), GroupTarget(1, 1, 4), GroupTarget(2, 1, 5), GroupTarget(1, 0, 3)],
+            id="autoscaled-multi-node",
+        ),
+    ],
+)
+def test_a_version_resized_is_the_version_rendered_at_those_groups(
+    name: str, groups: list[GroupTarget]
+) -> None:
+    """The operator keeps each version rendered once and resizes it during rollouts: that must be
+    what rendering it at the new groups gives, so no pass ever sees a difference to apply."""
+    document = with_changes(example(name), {"spec.autoscaling.scaleToZero": True} if "r1" in name else {})
+    desired = plan_desired(document, ArchitectureContext(base_dir=EXAMPLES), {}, RenderConfig())
+    kept = desired.without_expert_maps()
+    version = desired.desired
+    for target in groups:
+        rendered = render_version(desired.validated, version.plan, version.spec, RenderConfig(), target)
+        assert kept.render(kept.desired, target) == rendered, target
+    assert kept.desired.summary == version.plan.summary()
+    assert kept.desired.rendered == version.rendered
 
 
 @pytest.mark.parametrize(

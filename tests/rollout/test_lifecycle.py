@@ -359,11 +359,13 @@ def test_ten_edits_in_two_seconds_start_one_rayservice() -> None:
     for index in range(10):
         scenario.desired = VersionRef("v2", f"{index:08x}")
         seen_at = world.now
-        _, status = step(world, scenario, status, desired_seen_at=seen_at)
+        decision, status = step(world, scenario, status, desired_seen_at=seen_at)
+        assert decision.settling  # the reconciler writes nothing for these passes
         world.now += timedelta(seconds=0.2)
     for _ in range(5):
-        _, status = step(world, scenario, status, desired_seen_at=seen_at)
+        decision, status = step(world, scenario, status, desired_seen_at=seen_at)
         world.now += timedelta(seconds=1)
+    assert not decision.settling
     assert world.created == [V1, scenario.desired]
     assert world.deleted == []
 

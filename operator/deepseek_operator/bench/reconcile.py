@@ -4,12 +4,16 @@ Phases, one run:
 0. floor: one client creates N DeepSeekDeployments and watches them arrive (the server's own
    speed for this workload);
 1. convergence: `dsd operator` (its own process, client limited to `qps`/`burst`) reconciles all
-   N until each has `status.observedGeneration == metadata.generation`; requests are counted at
-   the server by User-Agent (ours and kopf's), so nothing the operator does goes uncounted;
+   N until each has `status.observedGeneration == metadata.generation` and its RayService;
+   requests are counted at the server by User-Agent (ours and kopf's), so nothing the operator
+   does goes uncounted;
 2. steady state: a window spanning a full resync, requests and writes per resource;
 3. latency: spec changes at `events_per_s`, each timed from the write's response to the status
    write that carries its generation (an upper bound of event-to-reconcile-start);
-4. the operator's resident memory (VmRSS, and VmHWM, the peak).
+4. drift: hand edits of a field the operator manages (a RayService's `rayVersion`, as a person
+   with kubectl would make them), each timed from sending the edit to the watch event of the
+   operator's revert;
+5. the operator's resident memory (VmRSS, and VmHWM, the peak).
 There is no KubeRay here: RayServices are applied but never become ready, which is the part of
 the work the operator does; readiness costs one more status write per deployment later.
 """
@@ -44,6 +48,8 @@ class RequestCounter:
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.by_resource: Counter[str] = Counter()
+        """`METHOD resource[/subresource]`, e.g. `PATCH deepseekdeployments/status`."""
         self.first_request: float | None = None
         """`time.perf_counter()` of the operator's first request (its start-up ends there)."""
         self._lock = threading.Lock()
@@ -55,6 +61,7 @@ class RequestCounter:
             if request.headers.get("User-Agent", "").startswith(OPERATOR_AGENTS):
                 with self._lock:
                     self.counts[request.method] += 1
+                    self.by_resource[f"{request.method} {_resource_of(request.path)}"] += 1
                     if self.first_request is None:
                         self.first_request = time.perf_counter()
             return await handle(request)
@@ -64,6 +71,20 @@ class RequestCounter:
     def snapshot(self) -> Counter[str]:
         with self._lock:
             return Counter(self.counts)
+
+    def snapshot_by_resource(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.by_resource)
+
+
+def _resource_of(path: str) -> str:
+    """`/apis/g/v/namespaces/ns/things/name/status` -> `things/status` (`things` for a list)."""
+    parts = [part for part in path.split("/") if part]
+    if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
+        parts = parts[parts.index("namespaces") + 2 :]
+    else:
+        parts = parts[3:] if parts[:1] == ["apis"] else parts[2:]
+    return "/".join(parts[:1] + parts[2:3])
 
 
 def _deployment(index: int) -> dict[str, Any]:
@@ -143,6 +164,7 @@ def run_reconcile_bench(
     burst: int = 30,
     events_per_s: float = 10.0,
     latency_events: int = 100,
+    drift_edits: int = 50,
     resync_s: float = 20.0,
     workdir: Path,
     progress: Callable[[str], None] = lambda _: None,
@@ -207,7 +229,7 @@ def run_reconcile_bench(
         def watch_convergence() -> None:
             for event in _watch(custom, "bench"):
                 obj = event["object"]
-                if (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]:
+                if _converged(obj):
                     observed.add(obj["metadata"]["name"])
                 if len(observed) == resources:
                     all_observed.set()
@@ -230,7 +252,7 @@ def run_reconcile_bench(
                 "DSD_SERVER__METRICS_PORT": str(metrics_port),
             },
         )
-        before = counter.snapshot()
+        before, before_by_resource = counter.snapshot(), counter.snapshot_by_resource()
         started = time.perf_counter()
         with operator:  # returns once the operator answers its health check
             while not all_observed.wait(timeout=0.5):
@@ -240,14 +262,16 @@ def run_reconcile_bench(
             convergence_s = finished - started
             startup_s = (counter.first_request or started) - started
             spent = counter.snapshot() - before
+            spent_by_resource = counter.snapshot_by_resource() - before_by_resource
             memory_after_convergence = _memory_kib(operator.pid)
 
             # Phase 2: steady state over a full resync.
             progress(f"steady state: {resync_s * 1.5:.0f} s, more than one resync of every deployment")
             time.sleep(2)
-            before = counter.snapshot()
+            before, before_by_resource = counter.snapshot(), counter.snapshot_by_resource()
             time.sleep(resync_s * 1.5)
             steady = counter.snapshot() - before
+            steady_by_resource = counter.snapshot_by_resource() - before_by_resource
 
             # Phase 3: spec changes at a fixed rate, each timed to its status write.
             progress(f"latency: {latency_events} spec changes at {events_per_s:g}/s")
@@ -256,6 +280,10 @@ def run_reconcile_bench(
             time.sleep(1)
             waits_after = _queue_wait_buckets(metrics_url)
             waits = {bound: waits_after[bound] - waits_before.get(bound, 0.0) for bound in waits_after}
+
+            # Phase 4: hand edits of a managed field, each timed until the operator reverts it.
+            progress(f"drift: {drift_edits} hand edits of RayServices at {events_per_s:g}/s")
+            drift = _drift_corrections(custom, events_per_s, drift_edits)
             memory = _memory_kib(operator.pid)
 
     writes = sum(count for method, count in spent.items() if method in WRITE_METHODS)
@@ -271,13 +299,14 @@ def run_reconcile_bench(
         "convergence_after_startup_s": convergence_s - startup_s,
         "requests_per_resource": requests / resources,
         "writes_per_resource": writes / resources,
-        "requests_by_method": dict(spent),
+        "requests_by_resource": dict(spent_by_resource),
         "limiter_floor_s": limiter_floor_s,
         "convergence_over_limiter_floor": (convergence_s - startup_s) / limiter_floor_s,
         "convergence_over_server_floor": convergence_s / floor_s,
         "steady_window_s": resync_s * 1.5,
         "steady_reads_per_resource": sum(c for m, c in steady.items() if m == "GET") / resources,
         "steady_writes_per_resource": sum(c for m, c in steady.items() if m in WRITE_METHODS) / resources,
+        "steady_requests_by_resource": dict(steady_by_resource),
         "event_to_status_ms": {
             "p50": statistics.median(latencies) * 1000,
             "p99": _percentile(latencies, 0.99) * 1000,
@@ -290,10 +319,25 @@ def run_reconcile_bench(
             "reconciles": waits[float("inf")],
             "source": "deepseek_operator_queue_wait_seconds (enqueue on the watch event to reconcile start)",
         },
+        "drift_corrected_ms": {
+            "p50": statistics.median(drift) * 1000 if drift else None,
+            "p99": _percentile(drift, 0.99) * 1000 if drift else None,
+            "corrected": len(drift),
+            "edits": drift_edits,
+        },
         "operator_rss_mib": memory["VmRSS"] / 1024,
         "operator_peak_rss_mib": memory["VmHWM"] / 1024,
         "operator_rss_after_convergence_mib": memory_after_convergence["VmRSS"] / 1024,
     }
+
+
+def _converged(deployment: dict[str, Any]) -> bool:
+    """The operator did all it can without KubeRay: observed this generation and applied the
+    version's RayService (a new one waits `settle_seconds` first, in a pass of its own)."""
+    status = deployment.get("status") or {}
+    return status.get("observedGeneration") == deployment["metadata"]["generation"] and any(
+        entry.get("rayService") for entry in status.get("traffic") or []
+    )
 
 
 def _latencies(custom: Any, resources: int, events_per_s: float, count: int) -> list[float]:
@@ -336,3 +380,54 @@ def _latencies(custom: Any, resources: int, events_per_s: float, count: int) -> 
         time.sleep(max(0.0, 1 / events_per_s - (time.perf_counter() - started)))
     finished.wait(timeout=120)
     return list(done.values())
+
+
+def _drift_corrections(custom: Any, edits_per_s: float, count: int) -> list[float]:
+    """Seconds from sending each hand edit to the RayService holding our value again."""
+    from kubernetes import watch
+
+    watch_module: Any = watch
+
+    rendered: dict[str, str] = {}
+    edits: dict[str, tuple[float, bool]] = {}
+    """RayService -> (when the edit was sent, whether the watch showed the edited value yet)."""
+    corrected: list[float] = []
+    lock = threading.Lock()
+    finished = threading.Event()
+    stream = watch_module.Watch()
+
+    def observe() -> None:
+        for event in stream.stream(
+            custom.list_namespaced_custom_object, "ray.io", "v1", "bench", "rayservices", timeout_seconds=300
+        ):
+            now = time.perf_counter()
+            obj = event["object"]
+            name, value = obj["metadata"]["name"], obj["spec"]["rayClusterConfig"]["rayVersion"]
+            with lock:
+                ours = rendered.setdefault(name, value)
+                if name not in edits:
+                    continue
+                sent, edit_seen = edits[name]
+                if value != ours:
+                    edits[name] = (sent, True)
+                elif edit_seen:  # our value after the edited one: reverted
+                    corrected.append(now - edits.pop(name)[0])
+                    if len(corrected) >= count:
+                        finished.set()
+                        return
+
+    threading.Thread(target=observe, daemon=True).start()
+    time.sleep(1)  # the watch's initial listing names every RayService with its rendered value
+    with lock:
+        names = sorted(rendered)
+    edit = {"spec": {"rayClusterConfig": {"rayVersion": "0.0.0"}}}
+    for sample in range(count):
+        name = names[(sample * 7919) % len(names)]
+        started = time.perf_counter()
+        with lock:
+            edits[name] = (started, False)
+        custom.patch_namespaced_custom_object("ray.io", "v1", "bench", "rayservices", name, edit)
+        time.sleep(max(0.0, 1 / edits_per_s - (time.perf_counter() - started)))
+    finished.wait(timeout=120)
+    stream.stop()
+    return corrected

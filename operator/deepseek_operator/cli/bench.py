@@ -217,6 +217,7 @@ def bench_reconcile(
         console.print(json.dumps(result, indent=2), markup=False)
         return
     latency, start = result["event_to_status_ms"], result["event_to_reconcile_start_ms"]
+    drift = result["drift_corrected_ms"]
     table = Table(title=f"dsd bench reconcile: {resources} deployments, client {qps:g} qps / burst {burst}")
     table.add_column("measurement")
     table.add_column("value", justify="right")
@@ -239,6 +240,9 @@ def bench_reconcile(
         ("event → reconcile start p99 (ms)", f"{start['p99']:.1f}", "≤ 1000"),
         ("write → status written p50 (ms)", f"{latency['p50']:.0f}", ""),
         ("write → status written p99 (ms)", f"{latency['p99']:.0f}", ""),
+        ("hand edit → reverted p50 (ms)", _ms(drift["p50"]), ""),
+        ("hand edit → reverted p99 (ms)", _ms(drift["p99"]), ""),
+        ("hand edits reverted", f"{drift['corrected']} / {drift['edits']}", "all"),
         (
             "operator RSS / peak (MiB)",
             f"{result['operator_rss_mib']:.0f} / {result['operator_peak_rss_mib']:.0f}",
@@ -248,7 +252,12 @@ def bench_reconcile(
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    console.print(f"requests by method during convergence: {result['requests_by_method']}")
+    console.print(f"requests during convergence: {result['requests_by_resource']}")
+    console.print(f"requests in steady state: {result['steady_requests_by_resource'] or 'none'}")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 @bench_app.command("autoscale")

@@ -90,6 +90,7 @@ class _Decider:
     wake_times: list[datetime] = field(default_factory=list)
     history: list[HistoryEntry] = field(default_factory=list)
     pending: dict[ManualAction, str] = field(default_factory=dict)
+    settling: bool = False
 
     def decide(self) -> LifecycleDecision:
         inp = self.inp
@@ -126,6 +127,7 @@ class _Decider:
             acknowledged=acknowledged,
             requeue_after=self._requeue_after(),
             notes=tuple(self.notes),
+            settling=self.settling,
         )
 
     # ─── step 2 ──────────────────────────────────────────────────────────────────────────────
@@ -504,6 +506,7 @@ class _Decider:
         if inp.now >= settles:
             return True
         self.wake_times.append(settles)
+        self.settling = True
         return False
 
     def _ignore_unused_actions(self) -> None:

@@ -173,6 +173,8 @@ class LifecycleDecision:
     """Seconds until the next time-driven change (a pause ends, a measurement is due, a drain
     ends, the spec settles); None when only events can change anything."""
     notes: tuple[Note, ...] = field(default=())
+    settling: bool = False
+    """The desired version's RayService waits for the spec to settle (`settle_seconds`)."""
 
     def weights(self) -> dict[VersionRef, int]:
         return {version.ref: version.weight for version in self.live}
