@@ -41,6 +41,8 @@ __all__ = ["run_reconcile_bench"]
 ROOT = Path(__file__).resolve().parents[3]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OPERATOR_AGENTS = ("deepseek-operator/", "kopf/")
+CONVERGENCE_TIMEOUT_S = 1800.0
+"""A bench that cannot converge says which deployments are missing instead of waiting forever."""
 
 
 class RequestCounter:
@@ -258,6 +260,12 @@ def run_reconcile_bench(
             while not all_observed.wait(timeout=0.5):
                 if operator.exited:
                     raise RuntimeError(f"the operator exited; see {workdir / 'operator.log'}")
+                if time.perf_counter() - started > CONVERGENCE_TIMEOUT_S:
+                    missing = sorted({f"bench-{i:05d}" for i in range(resources)} - observed)
+                    raise RuntimeError(
+                        f"{len(missing)} deployments not converged in {CONVERGENCE_TIMEOUT_S:.0f} s "
+                        f"(e.g. {', '.join(missing[:5])}); see {workdir / 'operator.log'}"
+                    )
             finished = time.perf_counter()
             convergence_s = finished - started
             startup_s = (counter.first_request or started) - started

@@ -23,6 +23,8 @@ from deepseek_serving.llm_config import SERVE_DEPLOYMENT_NAME
 
 __all__ = ["child_version", "observe_version", "version_ref_of"]
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def version_ref_of(body: Mapping[str, Any]) -> VersionRef:
     """The (version, revision) a child's labels name."""
@@ -86,7 +88,8 @@ def observe_version(
         if app.get("status") in FAILED_STATUSES
     ]
     ready = ready_condition.get("status") == "True" and status.get("numServeEndpoints", 0) > 0 and not failed
-    args = _serve_args(ray_service)
+    application = _first_application(ray_service)
+    args = application.get("args") or {}
     ranks = int(args.get("dataParallelSize") or 1)
     deployment = _serve_deployment(serve_details, str(args.get("deploymentName") or ""))
     if deployment is not None:
@@ -96,7 +99,7 @@ def observe_version(
             int(deployment.get("target_num_replicas", 0)) // ranks,
         )
     else:
-        configured = _configured_replicas(ray_service) // ranks
+        configured = _configured_replicas(application) // ranks
         ready_groups, desired_groups = (configured if ready else 0), None
     return ObservedVersion(
         ref=ref,
@@ -111,26 +114,29 @@ def observe_version(
     )
 
 
-def _serve_args(ray_service: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The first application's `ServingArgs` (camelCase) from `serveConfigV2`."""
+def _first_application(ray_service: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The first application of `serveConfigV2` (`args` are its `ServingArgs`, camelCase).
+
+    Parsed with libyaml: every pass observes every RayService, and PyYAML's pure-Python parser
+    made this most of a thousand deployments' reconcile time."""
     try:
-        config = yaml.safe_load((ray_service.get("spec") or {}).get("serveConfigV2") or "") or {}
-        return dict((config.get("applications") or [{}])[0].get("args") or {})
+        config = yaml.load((ray_service.get("spec") or {}).get("serveConfigV2") or "", Loader=_Loader) or {}
+        first = (config.get("applications") or [{}])[0]
+        return first if isinstance(first, Mapping) else {}
     except (yaml.YAMLError, AttributeError, IndexError, TypeError):
         return {}
 
 
-def _configured_replicas(ray_service: Mapping[str, Any]) -> int:
+def _configured_replicas(application: Mapping[str, Any]) -> int:
     """The rank deployment's minimum replicas in the serveConfigV2 override (what runs at least)."""
     try:
-        config = yaml.safe_load((ray_service.get("spec") or {}).get("serveConfigV2") or "") or {}
-        overrides = (config.get("applications") or [{}])[0].get("deployments") or []
+        overrides = application.get("deployments") or []
         return int(
             next(o for o in overrides if o.get("name") == SERVE_DEPLOYMENT_NAME)["autoscaling_config"][
                 "min_replicas"
             ]
         )
-    except (yaml.YAMLError, AttributeError, IndexError, KeyError, StopIteration, TypeError, ValueError):
+    except (AttributeError, KeyError, StopIteration, TypeError, ValueError):
         return 0
 
 

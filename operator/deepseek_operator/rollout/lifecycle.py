@@ -156,7 +156,7 @@ class _Decider:
         observed = self.inp.observed.get(desired)
         if observed is not None and observed.ready_groups >= 1:
             return [LiveVersion(desired, Role.STABLE, 100, self.inp.groups)], desired, None
-        self._wake_in(OBSERVE_INTERVAL_SECONDS)
+        # No wake-up: KubeRay's Ready (and so `_stable`) arrives as a watch event.
         return [LiveVersion(desired, Role.STARTING, 0, self.inp.groups)], None, None
 
     def _steady(self, stable: VersionRef) -> tuple[list[LiveVersion], RolloutStatus | None]:

@@ -8,8 +8,6 @@ changed reason does not linger.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from prometheus_client import Gauge
 
 from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentStatus
@@ -24,51 +22,53 @@ from deepseek_operator.metrics import (
 
 __all__ = ["export_status", "forget_status"]
 
-_LABELS: dict[Gauge, tuple[str, ...]] = {
-    VERSION_WEIGHT: ("namespace", "deployment", "version", "revision", "role"),
-    VERSION_GROUPS: ("namespace", "deployment", "version", "revision", "state"),
-    ROLLOUT_STEP: ("namespace", "deployment", "canary"),
-    ROLLOUT_STEP_STARTED: ("namespace", "deployment", "canary", "phase"),
-    CONDITION: ("namespace", "deployment", "type", "status", "reason"),
-    EPLB_BALANCEDNESS: ("namespace", "deployment"),
-}
+Series = tuple[Gauge, tuple[str, ...], float]
+"""One sample: the gauge, its label values, its value."""
+
+_exported: dict[tuple[str, str], list[Series]] = {}
+"""What each deployment exports now. Kept here so that replacing one deployment's series costs
+its own few series, not a scan of every deployment's (a thousand deployments resyncing would
+spend the event loop on it)."""
 
 
 def forget_status(namespace: str, deployment: str) -> None:
     """Remove every series of one deployment."""
-    for gauge, names in _LABELS.items():
-        for labels in list(_series_of(gauge, names, namespace, deployment)):
-            gauge.remove(*labels)
+    for gauge, labels, _ in _exported.pop((namespace, deployment), []):
+        gauge.remove(*labels)
 
 
 def export_status(namespace: str, deployment: str, status: DeepSeekDeploymentStatus, steps: int) -> None:
     """Replace one deployment's series with what `status` says."""
+    series = _series(namespace, deployment, status, steps)
+    if _exported.get((namespace, deployment)) == series:
+        return
     forget_status(namespace, deployment)
+    for gauge, labels, value in series:
+        gauge.labels(*labels).set(value)
+    _exported[(namespace, deployment)] = series
+
+
+def _series(namespace: str, deployment: str, status: DeepSeekDeploymentStatus, steps: int) -> list[Series]:
     who = (namespace, deployment)
+    series: list[Series] = []
     for entry in status.traffic:
         revision = entry.revision or ""
-        VERSION_WEIGHT.labels(*who, entry.version, revision, entry.role).set(entry.weight)
-        VERSION_GROUPS.labels(*who, entry.version, revision, "ready").set(entry.ready_groups)
+        series.append((VERSION_WEIGHT, (*who, entry.version, revision, entry.role), entry.weight))
+        series.append((VERSION_GROUPS, (*who, entry.version, revision, "ready"), entry.ready_groups))
         if entry.desired_groups is not None:
-            VERSION_GROUPS.labels(*who, entry.version, revision, "desired").set(entry.desired_groups)
+            series.append((VERSION_GROUPS, (*who, entry.version, revision, "desired"), entry.desired_groups))
     rollout = status.rollout
     if rollout is not None and rollout.phase not in ("RolledBack", "Aborted"):
-        ROLLOUT_STEP.labels(*who, rollout.canary_version).set(min(rollout.step_index, steps) + 1)
-        ROLLOUT_STEP_STARTED.labels(*who, rollout.canary_version, rollout.phase).set(
-            rollout.step_start_time.timestamp()
+        series.append((ROLLOUT_STEP, (*who, rollout.canary_version), min(rollout.step_index, steps) + 1))
+        series.append(
+            (
+                ROLLOUT_STEP_STARTED,
+                (*who, rollout.canary_version, rollout.phase),
+                rollout.step_start_time.timestamp(),
+            )
         )
     for condition in status.conditions:
-        CONDITION.labels(*who, condition.type, condition.status, condition.reason).set(1)
+        series.append((CONDITION, (*who, condition.type, condition.status, condition.reason), 1))
     if status.plan is not None and status.plan.eplb_balancedness is not None:
-        EPLB_BALANCEDNESS.labels(*who).set(status.plan.eplb_balancedness)
-
-
-def _series_of(
-    gauge: Gauge, names: tuple[str, ...], namespace: str, deployment: str
-) -> Iterable[tuple[str, ...]]:
-    """Label values of `gauge`'s series that belong to one deployment."""
-    for metric in gauge.collect():
-        for sample in metric.samples:
-            labels = sample.labels
-            if labels.get("namespace") == namespace and labels.get("deployment") == deployment:
-                yield tuple(labels[name] for name in names)
+        series.append((EPLB_BALANCEDNESS, who, status.plan.eplb_balancedness))
+    return series
