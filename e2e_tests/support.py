@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import string
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -121,3 +122,48 @@ class Cluster:
         verify: Any = configuration.ssl_ca_cert or configuration.verify_ssl
         cert = (configuration.cert_file, configuration.key_file) if configuration.cert_file else None
         return httpx.Client(headers=headers, verify=verify, cert=cert, timeout=120)
+
+
+class Load:
+    """Requests in a loop from `clients` threads until stopped; every failure is kept."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clients: int,
+        max_tokens: int,
+        pause_s: float,
+        headers: dict[str, str] | None = None,
+    ):
+        self.url, self.clients, self.max_tokens, self.pause_s = url, clients, max_tokens, pause_s
+        self.headers = headers or {}
+        self.answered = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> Load:
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(self.clients)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=180)
+
+    def _run(self) -> None:
+        body = {"model": "tiny", "prompt": "def f(x):", "max_tokens": self.max_tokens, "ignore_eos": True}
+        with httpx.Client(timeout=120, headers=self.headers) as http:
+            while not self._stop.is_set():
+                try:
+                    answer = http.post(f"{self.url}/v1/completions", json=body)
+                    if answer.status_code == 200:
+                        self.answered += 1
+                    else:
+                        self.failures.append(f"HTTP {answer.status_code}: {answer.text[:200]}")
+                except httpx.HTTPError as error:
+                    self.failures.append(repr(error))
+                self._stop.wait(self.pause_s)

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from e2e_tests.support import eventually
+from e2e_tests.support import Load, eventually
 from tests.api.resources import example
 
 pytest.importorskip("vllm", reason="dsd run serves with vLLM (extra: cpu)")
@@ -82,22 +82,14 @@ def test_dsd_run_serves_two_groups_until_interrupted(tmp_path: Path) -> None:
         metrics_url = re.search(r"metrics at (\S+);", "".join(output))
         assert metrics_url, "".join(output)
 
-        def replicas_with_requests() -> set[str]:
-            served: set[str] = set()
-            for family in text_string_to_metric_families(httpx.get(metrics_url.group(1), timeout=5).text):
-                for sample in family.samples:
-                    if "vllm" in sample.name and "request_success" in sample.name and sample.value > 0:
-                        served.add(sample.labels.get("ReplicaId", ""))
-            return served
-
-        assert (
-            len(
-                eventually(
-                    lambda: len(replicas_with_requests()) >= 2 and replicas_with_requests(), timeout=60
-                )
-            )
-            == 2
+        served = eventually(
+            lambda: (
+                len(_replicas_that_answered(metrics_url.group(1))) >= 2
+                and _replicas_that_answered(metrics_url.group(1))
+            ),
+            timeout=60,
         )
+        assert len(served) == 2
     finally:
         run.send_signal(signal.SIGINT)
         code = run.wait(timeout=120)
@@ -171,3 +163,81 @@ def test_dsd_run_rolls_out_the_last_version_by_weight_without_failing_a_request(
     assert code == 0, "".join(output)
     assert failures == []
     assert [status for _, status, _ in answers if status != 200] == []
+
+
+def test_dsd_run_adds_a_group_for_a_burst_and_removes_it_after_without_a_failed_request(
+    tmp_path: Path,
+) -> None:
+    """Autoscaling 1..2 groups: `dsd run` prints each decision of the policy running in Ray Serve
+    (with its reason); the second group answers during the burst and leaves after it, drained."""
+    from deepseek_serving.local import free_port
+    from deepseek_serving.tiny_model import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "deepseek-tiny")
+    document = example("tiny-local")
+    document["spec"]["model"]["source"] = f"file://{model}"
+    del document["spec"]["groups"]
+    document["spec"]["autoscaling"] = {
+        "minGroups": 1,
+        "maxGroups": 2,
+        "targetQueueDepthPerGroup": 8,
+        "coldStartSeconds": 60,
+        "upscaleDelaySeconds": 0,
+        "downscaleDelaySeconds": 30,
+    }
+    document["spec"]["serving"]["limits"]["requestTimeoutSeconds"] = 30
+    manifest = tmp_path / "tiny.yaml"
+    manifest.write_text(yaml.safe_dump(document))
+    port = free_port()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "deepseek_operator", "run", str(manifest), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    threading.Thread(target=lambda: output.extend(iter(run.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}"
+    witness = Load(base, clients=1, max_tokens=4, pause_s=1.0)
+    burst = Load(base, clients=12, max_tokens=64, pause_s=0.0)
+    try:
+        eventually(
+            lambda: httpx.get(f"{base}/v1/models", timeout=5).status_code == 200, timeout=600, what="serving"
+        )
+        metrics_url = eventually(
+            lambda: re.search(r"metrics at (\S+);", "".join(output)), timeout=60, what="the serving line"
+        )
+        witness.start()
+        burst_started = time.monotonic()
+        burst.start()
+        eventually(lambda: "1 → 2 group(s)" in "".join(output), timeout=120, what="scale-up decision")
+        decided_s = time.monotonic() - burst_started
+        eventually(
+            lambda: len(_replicas_that_answered(metrics_url.group(1))) == 2, timeout=600, what="2nd group"
+        )
+        answering_s = time.monotonic() - burst_started
+        burst.stop()
+        print(f"\nburst → scale-up decided {decided_s:.0f} s, second group answering {answering_s:.0f} s")
+        eventually(lambda: "2 → 1 group(s)" in "".join(output), timeout=300, what="scale-down decision")
+        time.sleep(40)  # the leaving group drains (≤ requestTimeoutSeconds) while the witness goes on
+    finally:
+        burst.stop()
+        witness.stop()
+        run.send_signal(signal.SIGINT)
+        code = run.wait(timeout=120)
+    printed = "".join(output)
+    assert code == 0, printed
+    assert re.search(r"v1: 1 → 2 group\(s\), queue depth \d+.*\(ScaleUp: .*scale up to 2", printed), printed
+    assert re.search(r"v1: 2 → 1 group\(s\).*\(ScaleDown: ", printed), printed
+    assert burst.failures == [], burst.failures[:5]
+    assert witness.failures == [], witness.failures[:5]
+    assert witness.answered >= 40, witness.answered
+
+
+def _replicas_that_answered(metrics_url: str) -> set[str]:
+    served: set[str] = set()
+    for family in text_string_to_metric_families(httpx.get(metrics_url, timeout=5).text):
+        for sample in family.samples:
+            if "vllm" in sample.name and "request_success" in sample.name and sample.value > 0:
+                served.add(sample.labels.get("ReplicaId", ""))
+    return served

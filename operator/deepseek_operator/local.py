@@ -119,6 +119,10 @@ class LocalRollout:
 
     def _observe(self, now: datetime) -> dict[VersionRef, ObservedVersion]:
         applications = self.cluster.applications()
+        try:
+            depths = self.cluster.queue_depths()
+        except httpx.HTTPError:
+            depths = {}  # the metrics agent is still starting: unknown, not zero
         observed = {}
         for ref, config in self._apps.items():
             app = applications.get(config["name"])
@@ -133,7 +137,8 @@ class LocalRollout:
                 failed=failed,
                 message=root_error(app.message) if failed else app.status.lower(),
                 ready_groups=app.running_replicas // ranks,
-                desired_groups=int(config["deployments"][0]["autoscaling_config"]["max_replicas"]) // ranks,
+                desired_groups=app.target_replicas // ranks,
+                queue_depth=depths.get((ref.name, ref.revision)),
                 observed_at=now,
             )
         return observed

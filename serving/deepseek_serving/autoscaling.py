@@ -51,7 +51,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from deepseek_serving.autoscaling_policy import (
@@ -71,6 +71,7 @@ __all__ = [
     "POLICY_STATE_KEY",
     "QUEUE_DEPTH_METRIC_PREFIX",
     "QueueDepthPolicy",
+    "decisions_in_log",
     "group_queue_depths",
     "observe_context",
     "queue_depth_metric_name",
@@ -156,6 +157,15 @@ def group_queue_depths(per_replica_metrics: Mapping[str, Mapping[Any, float]]) -
         for name, per_replica in per_replica_metrics.items()
         if name.startswith(QUEUE_DEPTH_METRIC_PREFIX)
     }
+
+
+def decisions_in_log(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The target changes ``QueueDepthPolicy`` logged, oldest first, from Serve controller log
+    lines (other lines are skipped): deployment, version, from/to groups, ready groups, queue
+    depth, rule, reason, time."""
+    return [
+        json.loads(line.split(DECISION_LOG_PREFIX, 1)[1]) for line in lines if DECISION_LOG_PREFIX in line
+    ]
 
 
 def scaling_settings(autoscaling: AutoscalingSettings) -> ScalingSettings:
@@ -276,6 +286,7 @@ class QueueDepthPolicy:
             "from_groups": observation.target_groups,
             "to_groups": decision.target_groups,
             "ready_groups": observation.ready_groups,
+            "queue_depth": observation.demand,
             "rule": str(decision.rule),
             "reason": decision.reason,
         }

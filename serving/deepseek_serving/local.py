@@ -25,6 +25,7 @@ in-flight requests drain, and stops Ray.
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import signal
@@ -35,8 +36,10 @@ from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any, Final, Self
 
+from deepseek_serving.autoscaling import decisions_in_log
 from deepseek_serving.config import ServingArgs
 from deepseek_serving.llm_config import SERVE_DEPLOYMENT_NAME, code_args, render_deployment_override
+from deepseek_serving.metrics import RANK_QUEUE_DEPTH_METRIC
 
 __all__ = [
     "APP_IMPORT_PATH",
@@ -115,6 +118,8 @@ class LocalApplication:
     message: str
     running_replicas: int
     """RUNNING replicas of its rank deployment (one per DP rank)."""
+    target_replicas: int
+    """Replicas its rank deployment aims for: all but those stopping (starting ones included)."""
 
 
 class LocalCluster:
@@ -153,6 +158,8 @@ class LocalCluster:
             raise
         node = ray.nodes()[0]  # type: ignore[no-untyped-call]
         self.metrics_url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+        # Where the Serve controller logs its autoscaling decisions (Ray has no public accessor).
+        self._session_dir = ray._private.worker._global_node.get_session_dir_path()  # type: ignore[attr-defined]
         self._stopped = False
 
     def apply(self, applications: list[dict[str, Any]]) -> None:
@@ -173,9 +180,39 @@ class LocalCluster:
         found = {}
         for name, app in serve.status().applications.items():
             deployment = app.deployments.get(SERVE_DEPLOYMENT_NAME)
-            running = deployment.replica_states.get(ReplicaState.RUNNING, 0) if deployment else 0
-            found[name] = LocalApplication(str(app.status.value), str(app.message or ""), running)
+            states = deployment.replica_states if deployment else {}
+            found[name] = LocalApplication(
+                str(app.status.value),
+                str(app.message or ""),
+                running_replicas=states.get(ReplicaState.RUNNING, 0),
+                target_replicas=sum(n for state, n in states.items() if state != ReplicaState.STOPPING),
+            )
         return found
+
+    def queue_depths(self) -> dict[tuple[str, str], float]:
+        """Running + waiting requests per (version, revision), summed over the ranks' gauges on
+        this node's metrics endpoint (as fresh as Ray's export, a few seconds)."""
+        import httpx
+        from prometheus_client.parser import text_string_to_metric_families
+
+        depths: dict[tuple[str, str], float] = {}
+        text = httpx.get(self.metrics_url, timeout=5).text
+        for family in text_string_to_metric_families(text):
+            if family.name != f"ray_{RANK_QUEUE_DEPTH_METRIC}":
+                continue
+            for sample in family.samples:
+                key = (sample.labels.get("version", ""), sample.labels.get("revision", ""))
+                depths[key] = depths.get(key, 0.0) + sample.value
+        return depths
+
+    def scaling_decisions(self) -> list[dict[str, Any]]:
+        """Every change of a target group count the autoscaler made, oldest first, with its reason
+        (the Serve controller's log lines, ``autoscaling.decisions_in_log``)."""
+        lines: list[str] = []
+        for path in sorted(glob.glob(os.path.join(self._session_dir, "logs", "serve", "controller_*.log"))):
+            with open(path, encoding="utf-8", errors="replace") as log:
+                lines += log.readlines()
+        return decisions_in_log(lines)
 
     def wait_running(self, name: str, *, timeout_s: float = 900.0) -> None:
         """Block until `name` is RUNNING; raise with Serve's message if it fails to deploy."""

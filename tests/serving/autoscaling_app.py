@@ -28,7 +28,7 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 
-from deepseek_serving.autoscaling import DECISION_LOG_PREFIX
+from deepseek_serving.autoscaling import decisions_in_log
 
 app = FastAPI()
 
@@ -131,11 +131,11 @@ class Probe:
         return False
 
     def decisions(self) -> list[dict[str, Any]]:
-        lines = []
+        lines: list[str] = []
         for path in glob.glob(os.path.join(self.session_dir, "logs", "serve", "controller_*.log")):
             with open(path, encoding="utf-8", errors="replace") as log:
-                lines += [line for line in log if DECISION_LOG_PREFIX in line]
-        return [json.loads(line.split(DECISION_LOG_PREFIX, 1)[1]) for line in lines]
+                lines += log.readlines()
+        return decisions_in_log(lines)
 
     def close(self) -> None:
         import ray

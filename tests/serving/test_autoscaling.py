@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import pytest
 
 from deepseek_serving.autoscaling import (
-    DECISION_LOG_PREFIX,
     POLICY_STATE_KEY,
     QueueDepthPolicy,
+    decisions_in_log,
     group_queue_depths,
     observe_context,
     queue_depth_metric_name,
@@ -164,19 +163,22 @@ def test_a_change_of_the_group_count_is_logged_once_as_json(caplog: pytest.LogCa
     with caplog.at_level(logging.INFO, logger="ray.serve"):
         _, state = scaler(context(ranks, running_replicas=2, target_replicas=2, now=10.0))
         scaler(context(ranks, running_replicas=2, target_replicas=8, now=20.0, state=state))
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(DECISION_LOG_PREFIX)]
-    assert len(lines) == 1
-    logged = json.loads(lines[0].removeprefix(DECISION_LOG_PREFIX))
-    assert logged | {"reason": ""} == {
+    # As the controller's log file holds them: among Serve's own lines, with its line prefix.
+    lines = [f"INFO 2026-12-03 controller 1 -- {r.getMessage()}\n" for r in caplog.records]
+    logged = decisions_in_log(["INFO controller -- Upscaling from 1 to 4 replicas\n", *lines])
+    assert len(logged) == 1
+    assert logged[0] | {"reason": ""} == {
         "deployment": "chat",
         "version": "v1",
         "time_s": 10.0,
         "from_groups": 1,
         "to_groups": 4,
         "ready_groups": 1,
+        "queue_depth": 400.0,
         "rule": "ScaleUp",
         "reason": "",
     }
+    assert "scale up to 4" in logged[0]["reason"]
 
 
 def test_settings_from_the_contract() -> None:

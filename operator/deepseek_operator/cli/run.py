@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -26,6 +27,7 @@ import typer
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from deepseek_operator.cli._app import app, console, err_console
@@ -157,9 +159,13 @@ async def _serve(desired: DesiredDeployment, *, host: str, port: int, refresh: f
         with Live(
             _view(rollout, base_url, cluster.metrics_url), console=console, refresh_per_second=1
         ) as live:
-            last = 0.0
+            last, decisions_told = 0.0, 0
             while True:
                 await rollout.step()
+                decisions = cluster.scaling_decisions()
+                for decision in decisions[decisions_told:]:
+                    console.print(_scaling_line(decision))
+                decisions_told = len(decisions)
                 if time.monotonic() - last >= refresh:
                     live.update(_view(rollout, base_url, cluster.metrics_url))
                     last = time.monotonic()
@@ -170,6 +176,16 @@ async def _serve(desired: DesiredDeployment, *, host: str, port: int, refresh: f
         cluster.shutdown()
         proxy.stop()
         await rollout.prometheus.aclose()
+
+
+def _scaling_line(decision: Mapping[str, Any]) -> str:
+    """One autoscaler decision as `dsd run` prints it above the live view."""
+    at = datetime.fromtimestamp(float(decision["time_s"]), UTC).strftime("%H:%M:%S")
+    return (
+        f"{at} [bold]{decision['version']}[/bold]: {decision['from_groups']} → {decision['to_groups']} "
+        f"group(s), queue depth {float(decision.get('queue_depth', 0)):g} "
+        f"({decision['rule']}: {escape(str(decision['reason']))})"
+    )
 
 
 def _cluster_cpus(desired: DesiredDeployment) -> int:
