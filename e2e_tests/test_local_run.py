@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,28 +26,50 @@ from tests.api.resources import example
 pytest.importorskip("vllm", reason="dsd run serves with vLLM (extra: cpu)")
 
 
-def test_dsd_run_serves_two_groups_until_interrupted(tmp_path: Path) -> None:
-    from deepseek_serving.local import free_port
+def tiny_document(tmp_path: Path) -> dict[str, Any]:
+    """The tiny-local example serving the tiny model built under `tmp_path`."""
     from deepseek_serving.tiny_model import build_tiny_model
 
-    model = build_tiny_model(tmp_path / "deepseek-tiny")
     document = example("tiny-local")
-    document["spec"]["model"]["source"] = f"file://{model}"
+    document["spec"]["model"]["source"] = f"file://{build_tiny_model(tmp_path / 'deepseek-tiny')}"
+    return document
+
+
+class DsdRun:
+    """`dsd run` of `document` in its own process, its output collected; `stop` is Ctrl-C."""
+
+    def __init__(self, document: dict[str, Any], tmp_path: Path) -> None:
+        from deepseek_serving.local import free_port
+
+        manifest = tmp_path / "tiny.yaml"
+        manifest.write_text(yaml.safe_dump(document))
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "deepseek_operator", "run", str(manifest), "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+        stdout = self.process.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: self.output.extend(iter(stdout.readline, "")), daemon=True).start()
+
+    @property
+    def printed(self) -> str:
+        return "".join(self.output)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=120)
+
+
+def test_dsd_run_serves_two_groups_until_interrupted(tmp_path: Path) -> None:
+    document = tiny_document(tmp_path)
     document["spec"]["groups"] = 2
-    manifest = tmp_path / "tiny.yaml"
-    manifest.write_text(yaml.safe_dump(document))
-    port = free_port()
-    run = subprocess.Popen(
-        [sys.executable, "-m", "deepseek_operator", "run", str(manifest), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(iter(run.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
+    run = DsdRun(document, tmp_path)
     try:
-        base = f"http://127.0.0.1:{port}/v1"
+        base = f"http://127.0.0.1:{run.port}/v1"
         eventually(
             lambda: httpx.get(f"{base}/models", timeout=5).status_code == 200, timeout=600, what="dsd run"
         )
@@ -79,52 +102,31 @@ def test_dsd_run_serves_two_groups_until_interrupted(tmp_path: Path) -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        metrics_url = re.search(r"metrics at (\S+);", "".join(output))
-        assert metrics_url, "".join(output)
+        metrics_url = re.search(r"metrics at (\S+);", run.printed)
+        assert metrics_url, run.printed
 
-        served = eventually(
-            lambda: (
-                len(_replicas_that_answered(metrics_url.group(1))) >= 2
-                and _replicas_that_answered(metrics_url.group(1))
-            ),
-            timeout=60,
-        )
-        assert len(served) == 2
+        url = metrics_url.group(1)
+        eventually(lambda: len(_replicas_that_answered(url)) >= 2, timeout=60, what="both groups answering")
+        assert len(_replicas_that_answered(url)) == 2
     finally:
-        run.send_signal(signal.SIGINT)
-        code = run.wait(timeout=120)
-    assert code == 0, "".join(output)
-    assert "stopping: in-flight requests finish first" in "".join(output)
+        code = run.stop()
+    assert code == 0, run.printed
+    assert "stopping: in-flight requests finish first" in run.printed
 
 
 def test_dsd_run_rolls_out_the_last_version_by_weight_without_failing_a_request(tmp_path: Path) -> None:
     """Two versions in the file: the first serves, the last is rolled out through the steps (50%,
     a pause, promotion) on the same embedded Ray, the local proxy splitting by the weights."""
-    from deepseek_serving.local import free_port
-    from deepseek_serving.tiny_model import build_tiny_model
-
-    model = build_tiny_model(tmp_path / "deepseek-tiny")
-    document = example("tiny-local")
-    document["spec"]["model"]["source"] = f"file://{model}"
+    document = tiny_document(tmp_path)
     first = document["spec"]["versions"][0]
     document["spec"]["versions"] = [first, {**first, "name": "v2"}]
     document["spec"]["rollout"] = {"steps": [{"setWeight": 50}, {"pause": {"durationSeconds": 30}}]}
     document["spec"]["serving"]["limits"]["requestTimeoutSeconds"] = 10
-    manifest = tmp_path / "tiny.yaml"
-    manifest.write_text(yaml.safe_dump(document))
-    port = free_port()
-    run = subprocess.Popen(
-        [sys.executable, "-m", "deepseek_operator", "run", str(manifest), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    threading.Thread(target=lambda: output.extend(iter(run.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    run = DsdRun(document, tmp_path)
     answers: list[tuple[float, int, str]] = []
     failures: list[str] = []
     stop = threading.Event()
-    base = f"http://127.0.0.1:{port}/v1"
+    base = f"http://127.0.0.1:{run.port}/v1"
 
     def stream() -> None:
         with httpx.Client(timeout=60) as http:
@@ -158,9 +160,8 @@ def test_dsd_run_rolls_out_the_last_version_by_weight_without_failing_a_request(
         )
     finally:
         stop.set()
-        run.send_signal(signal.SIGINT)
-        code = run.wait(timeout=120)
-    assert code == 0, "".join(output)
+        code = run.stop()
+    assert code == 0, run.printed
     assert failures == []
     assert [status for _, status, _ in answers if status != 200] == []
 
@@ -170,12 +171,7 @@ def test_dsd_run_adds_a_group_for_a_burst_and_removes_it_after_without_a_failed_
 ) -> None:
     """Autoscaling 1..2 groups: `dsd run` prints each decision of the policy running in Ray Serve
     (with its reason); the second group answers during the burst and leaves after it, drained."""
-    from deepseek_serving.local import free_port
-    from deepseek_serving.tiny_model import build_tiny_model
-
-    model = build_tiny_model(tmp_path / "deepseek-tiny")
-    document = example("tiny-local")
-    document["spec"]["model"]["source"] = f"file://{model}"
+    document = tiny_document(tmp_path)
     del document["spec"]["groups"]
     document["spec"]["autoscaling"] = {
         "minGroups": 1,
@@ -186,46 +182,35 @@ def test_dsd_run_adds_a_group_for_a_burst_and_removes_it_after_without_a_failed_
         "downscaleDelaySeconds": 30,
     }
     document["spec"]["serving"]["limits"]["requestTimeoutSeconds"] = 30
-    manifest = tmp_path / "tiny.yaml"
-    manifest.write_text(yaml.safe_dump(document))
-    port = free_port()
-    run = subprocess.Popen(
-        [sys.executable, "-m", "deepseek_operator", "run", str(manifest), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    threading.Thread(target=lambda: output.extend(iter(run.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
-    base = f"http://127.0.0.1:{port}"
+    run = DsdRun(document, tmp_path)
+    base = f"http://127.0.0.1:{run.port}"
     witness = Load(base, clients=1, max_tokens=4, pause_s=1.0)
     burst = Load(base, clients=12, max_tokens=64, pause_s=0.0)
     try:
         eventually(
             lambda: httpx.get(f"{base}/v1/models", timeout=5).status_code == 200, timeout=600, what="serving"
         )
-        metrics_url = eventually(
-            lambda: re.search(r"metrics at (\S+);", "".join(output)), timeout=60, what="the serving line"
+        serving_line = eventually(
+            lambda: re.search(r"metrics at (\S+);", run.printed), timeout=60, what="the serving line"
         )
+        assert serving_line is not None
+        metrics_url = serving_line.group(1)
         witness.start()
         burst_started = time.monotonic()
         burst.start()
-        eventually(lambda: "1 → 2 group(s)" in "".join(output), timeout=120, what="scale-up decision")
+        eventually(lambda: "1 → 2 group(s)" in run.printed, timeout=120, what="scale-up decision")
         decided_s = time.monotonic() - burst_started
-        eventually(
-            lambda: len(_replicas_that_answered(metrics_url.group(1))) == 2, timeout=600, what="2nd group"
-        )
+        eventually(lambda: len(_replicas_that_answered(metrics_url)) == 2, timeout=600, what="2nd group")
         answering_s = time.monotonic() - burst_started
         burst.stop()
         print(f"\nburst → scale-up decided {decided_s:.0f} s, second group answering {answering_s:.0f} s")
-        eventually(lambda: "2 → 1 group(s)" in "".join(output), timeout=300, what="scale-down decision")
+        eventually(lambda: "2 → 1 group(s)" in run.printed, timeout=300, what="scale-down decision")
         time.sleep(40)  # the leaving group drains (≤ requestTimeoutSeconds) while the witness goes on
     finally:
         burst.stop()
         witness.stop()
-        run.send_signal(signal.SIGINT)
-        code = run.wait(timeout=120)
-    printed = "".join(output)
+        code = run.stop()
+    printed = run.printed
     assert code == 0, printed
     assert re.search(r"v1: 1 → 2 group\(s\), queue depth \d+.*\(ScaleUp: .*scale up to 2", printed), printed
     assert re.search(r"v1: 2 → 1 group\(s\).*\(ScaleDown: ", printed), printed
