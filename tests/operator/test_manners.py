@@ -162,8 +162,12 @@ def test_hand_edits_of_managed_fields_are_reverted_and_deleted_children_recreate
         )
 
     eventually(reverted, timeout=10)
-    corrected = [event.message for event in cluster.events("tiny") if event.reason == "DriftCorrected"]
-    assert corrected, [event.reason for event in cluster.events("tiny")]
+
+    # The Event follows the pass's status write, a moment after the objects were reverted.
+    def drift_events() -> list[str]:
+        return [event.message for event in cluster.events("tiny") if event.reason == "DriftCorrected"]
+
+    corrected = eventually(drift_events, timeout=10)
     assert f"RayService/{name}" in " ".join(corrected)
 
     # A child deleted by hand comes back.
