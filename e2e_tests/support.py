@@ -124,6 +124,29 @@ class Cluster:
         return httpx.Client(headers=headers, verify=verify, cert=cert, timeout=120)
 
 
+BURST_CLIENTS = 12
+"""Clients of the burst, each always waiting for a long generation."""
+
+
+def one_to_two_groups() -> dict[str, Any]:
+    """`spec.autoscaling` of the burst tests: 1..2 groups that react within a minute.
+
+    At 16 requests per group the witness alone (one short request a second, a level of 1-2 in
+    flight on two busy cores) fits one group even with the two fluctuation bands and the headroom
+    a scale-down asks for (1.1 L + 2 x 3 sqrt(L) <= 16 holds up to L = 3.8), while the burst's
+    twelve need two (12 x 1.1 + 3 sqrt(12) > 16). At 8 the witness had to stay at L <= 1.2: on the
+    clean-clone CI machine it did not, and the second group never left.
+    """
+    return {
+        "minGroups": 1,
+        "maxGroups": 2,
+        "targetQueueDepthPerGroup": 16,
+        "coldStartSeconds": 60,
+        "upscaleDelaySeconds": 0,
+        "downscaleDelaySeconds": 30,
+    }
+
+
 class Load:
     """Requests in a loop from `clients` threads until stopped; every failure is kept."""
 

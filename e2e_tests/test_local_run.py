@@ -20,7 +20,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from e2e_tests.support import eventually
+from e2e_tests.support import BURST_CLIENTS, Load, eventually, one_to_two_groups
 from tests.api.resources import example
 
 pytest.importorskip("vllm", reason="dsd run serves with vLLM (extra: cpu)")
@@ -164,6 +164,67 @@ def test_dsd_run_rolls_out_the_last_version_by_weight_without_failing_a_request(
     assert code == 0, run.printed
     assert failures == []
     assert [status for _, status, _ in answers if status != 200] == []
+
+
+def test_dsd_run_adds_a_group_for_a_burst_and_removes_it_after_without_a_failed_request(
+    tmp_path: Path,
+) -> None:
+    """Autoscaling 1..2 groups: `dsd run` prints each decision of the policy running in Ray Serve
+    (with its reason); the second group answers during the burst and leaves after it, drained."""
+    document = tiny_document(tmp_path)
+    del document["spec"]["groups"]
+    document["spec"]["autoscaling"] = one_to_two_groups()
+    document["spec"]["serving"]["limits"]["requestTimeoutSeconds"] = 30
+    run = DsdRun(document, tmp_path)
+    base = f"http://127.0.0.1:{run.port}"
+    witness = Load(base, clients=1, max_tokens=4, pause_s=1.0)
+    burst = Load(base, clients=BURST_CLIENTS, max_tokens=64, pause_s=0.0)
+    try:
+        eventually(
+            lambda: httpx.get(f"{base}/v1/models", timeout=5).status_code == 200, timeout=600, what="serving"
+        )
+        serving_line = eventually(
+            lambda: re.search(r"metrics at (\S+);", run.printed), timeout=60, what="the serving line"
+        )
+        assert serving_line is not None
+        metrics_url = serving_line.group(1)
+        witness.start()
+        burst_started = time.monotonic()
+        burst.start()
+        eventually(lambda: "1 → 2 group(s)" in run.printed, timeout=120, what="scale-up decision")
+        decided_s = time.monotonic() - burst_started
+        eventually(lambda: len(_replicas_that_answered(metrics_url)) == 2, timeout=600, what="2nd group")
+        answering_s = time.monotonic() - burst_started
+        burst.stop()
+        print(f"\nburst → scale-up decided {decided_s:.0f} s, second group answering {answering_s:.0f} s")
+        quiet_started = time.monotonic()
+        try:
+            eventually(lambda: "2 → 1 group(s)" in run.printed, timeout=300, what="scale-down decision")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the policy's gauges: {_policy_gauges(metrics_url)}") from error
+        print(f"quiet → scale-down decided {time.monotonic() - quiet_started:.0f} s")
+        time.sleep(40)  # the leaving group drains (≤ requestTimeoutSeconds) while the witness goes on
+    finally:
+        burst.stop()
+        witness.stop()
+        code = run.stop()
+    printed = run.printed
+    assert code == 0, printed
+    assert re.search(r"v1: 1 → 2 group\(s\), queue depth \d+.*\(ScaleUp: .*scale up to 2", printed), printed
+    assert re.search(r"v1: 2 → 1 group\(s\).*\(ScaleDown: ", printed), printed
+    assert burst.failures == [], burst.failures[:5]
+    assert witness.failures == [], witness.failures[:5]
+    assert witness.answered >= 40, witness.answered
+
+
+def _policy_gauges(metrics_url: str) -> dict[str, float]:
+    """What the autoscaling policy last exported (level, forecast, target, ready groups)."""
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(httpx.get(metrics_url, timeout=5).text)
+        for sample in family.samples
+        if "deepseek_serving_autoscaling" in sample.name and not sample.name.endswith("_created")
+    }
 
 
 def _replicas_that_answered(metrics_url: str) -> set[str]:
