@@ -161,7 +161,6 @@ class LocalCluster:
         # Where the Serve controller logs its autoscaling decisions (Ray has no public accessor).
         self._session_dir = ray._private.worker._global_node.get_session_dir_path()  # type: ignore[attr-defined]
         self._log_offsets: dict[str, int] = {}
-        self._decisions: list[dict[str, Any]] = []
         self._stopped = False
 
     def apply(self, applications: list[dict[str, Any]]) -> None:
@@ -207,10 +206,10 @@ class LocalCluster:
                 depths[key] = depths.get(key, 0.0) + sample.value
         return depths
 
-    def scaling_decisions(self) -> list[dict[str, Any]]:
-        """Every change of a target group count the autoscaler made, oldest first, with its reason
-        (the Serve controller's log lines, ``autoscaling.decisions_in_log``)."""
-        # Called every step of `dsd run`: only what was appended since the last call is read.
+    def new_scaling_decisions(self) -> list[dict[str, Any]]:
+        """The changes of a target group count the autoscaler made since the last call, oldest
+        first, with their reasons (the Serve controller's log lines, ``decisions_in_log``)."""
+        decisions: list[dict[str, Any]] = []
         for path in sorted(glob.glob(os.path.join(self._session_dir, "logs", "serve", "controller_*.log"))):
             with open(path, "rb") as log:
                 log.seek(self._log_offsets.get(path, 0))
@@ -218,8 +217,8 @@ class LocalCluster:
             complete = appended[: appended.rfind(b"\n") + 1]  # a line being written waits
             self._log_offsets[path] = self._log_offsets.get(path, 0) + len(complete)
             lines = complete.decode("utf-8", errors="replace").splitlines()
-            self._decisions += decisions_in_log(lines)
-        return list(self._decisions)
+            decisions += decisions_in_log(lines)
+        return decisions
 
     def wait_running(self, name: str, *, timeout_s: float = 900.0) -> None:
         """Block until `name` is RUNNING; raise with Serve's message if it fails to deploy."""

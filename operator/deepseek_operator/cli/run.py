@@ -159,13 +159,11 @@ async def _serve(desired: DesiredDeployment, *, host: str, port: int, refresh: f
         with Live(
             _view(rollout, base_url, cluster.metrics_url), console=console, refresh_per_second=1
         ) as live:
-            last, decisions_told = 0.0, 0
+            last = 0.0
             while True:
                 await rollout.step()
-                decisions = cluster.scaling_decisions()
-                for decision in decisions[decisions_told:]:
+                for decision in cluster.new_scaling_decisions():
                     console.print(_scaling_line(decision))
-                decisions_told = len(decisions)
                 if time.monotonic() - last >= refresh:
                     live.update(_view(rollout, base_url, cluster.metrics_url))
                     last = time.monotonic()
