@@ -2,9 +2,9 @@
 
 Real Ray Serve runs our policy over real vLLM engines; the operator only observes. A client
 sending one short request a second throughout (the witness) must see no failure, also while the
-second group drains and stops; the status, `kubectl get dsd`'s columns and the Events follow the
-group count. When a Prometheus scrapes the engines, the test also measures how long after the
-burst started the second group answered its first request.
+second group drains and stops; the status, `kubectl get dsd`'s columns and the Events (with the
+policy's reason) follow the group count. When a Prometheus scrapes the engines, the test also
+measures how long after the burst started the second group answered its first request.
 """
 
 from __future__ import annotations
@@ -17,13 +17,19 @@ import httpx
 import pytest
 
 from e2e_tests.conftest import Environment
-from e2e_tests.support import GROUP, PLURAL, VERSION, Cluster, Load, eventually, manifest
+from e2e_tests.support import (
+    BURST_CLIENTS,
+    GROUP,
+    PLURAL,
+    VERSION,
+    Cluster,
+    Load,
+    eventually,
+    manifest,
+    one_to_two_groups,
+)
 
 SERVE_TIMEOUT = 900  # a cold start loads Ray, vLLM and the model; two busy cores are slow
-BURST_CLIENTS = 12
-TARGET_PER_GROUP = 8
-"""The witness alone (at most one request in flight) fits one group even with the two fluctuation
-bands a scale-down asks for (1 + 2 x 3 sqrt(1) < 8); the burst's twelve need more than one."""
 
 
 @pytest.fixture
@@ -64,14 +70,7 @@ def test_a_burst_adds_a_group_and_the_quiet_removes_it_without_a_failed_request(
     )
     spec = body["spec"]
     del spec["groups"]
-    spec["autoscaling"] = {
-        "minGroups": 1,
-        "maxGroups": 2,
-        "targetQueueDepthPerGroup": TARGET_PER_GROUP,
-        "coldStartSeconds": 60,
-        "upscaleDelaySeconds": 0,
-        "downscaleDelaySeconds": 30,
-    }
+    spec["autoscaling"] = one_to_two_groups()
     # The group that leaves drains its longest request before it stops.
     spec["serving"]["limits"]["requestTimeoutSeconds"] = 30
     cluster.create_deployment(body)
@@ -129,6 +128,9 @@ def test_a_burst_adds_a_group_and_the_quiet_removes_it_without_a_failed_request(
     assert burst.failures == [], burst.failures[:5]
     assert witness[0].failures == [], witness[0].failures[:5]
     assert witness[0].answered >= 30, witness[0].answered
+    # Every change of the group count is an Event with the policy's reason, read from the Serve
+    # controller's log; the status keeps the last one.
     scaled = [event.message for event in cluster.events("tiny") if event.reason == "Scaled"]
-    assert any("1 → 2" in message for message in scaled), scaled
-    assert any("2 → 1" in message for message in scaled), scaled
+    assert any("1 → 2 group(s) (ScaleUp at queue depth" in message for message in scaled), scaled
+    assert any("2 → 1 group(s) (ScaleDown at queue depth" in message for message in scaled), scaled
+    assert _status(cluster)["traffic"][0]["lastScaling"].startswith("ScaleDown at queue depth")

@@ -24,7 +24,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +39,7 @@ from deepseek_operator.errors import FieldError, InvalidSpec, PlanInfeasible
 from deepseek_operator.k8s.cache import ObjectCache, referenced_config_maps
 from deepseek_operator.k8s.client import KubeClient, is_refusal, refusal_message
 from deepseek_operator.k8s.drift import differs
-from deepseek_operator.k8s.observe import child_version, observe_version
+from deepseek_operator.k8s.observe import child_version, last_scaling, observe_version
 from deepseek_operator.k8s.ownership import Ownership, ownership_of
 from deepseek_operator.k8s.prometheus import measure_due
 from deepseek_operator.k8s.serve_api import ServeObserver
@@ -128,7 +128,7 @@ class Reconciler:
 
         # Step 2: observe.
         children = self._children(key, body, previous)
-        observed = await self._observe(children)
+        observed = await self._observe(children, previous)
 
         # Step 3: what the spec asks for.
         desired = await self._desired(key, body)
@@ -173,7 +173,7 @@ class Reconciler:
         if applied.applied:
             # What we just created counts as observed (not ready yet), so the pass its watch
             # event starts finds the same status and writes nothing.
-            observed = await self._observe(self._children(key, body, previous))
+            observed = await self._observe(self._children(key, body, previous), previous)
 
         # Steps 7-8: status and Events.
         outcome = PassOutcome(
@@ -234,7 +234,12 @@ class Reconciler:
                 children.append(Child(body_, ownership, child_version(body_, key[1], known)))
         return children
 
-    async def _observe(self, children: list[Child]) -> dict[VersionRef, ObservedVersion]:
+    async def _observe(
+        self, children: list[Child], previous: DeepSeekDeploymentStatus
+    ) -> dict[VersionRef, ObservedVersion]:
+        """Each version's RayService; why its group count changed, when it changed since the status
+        (the only time the Serve controller's log is read), else the reason the status kept."""
+        before = {VersionRef(entry.version, entry.revision or ""): entry for entry in previous.traffic}
         observed = {}
         for child in children:
             if child.body["kind"] != "RayService" or child.version is None:
@@ -242,7 +247,16 @@ class Reconciler:
             ready = _kuberay_ready(child.body)
             details = await self.serve.details(child.body) if ready else None
             now = self.now().replace(microsecond=0)
-            observed[child.version] = observe_version(child.body, details, ref=child.version, now=now)
+            seen = observe_version(child.body, details, ref=child.version, now=now)
+            entry = before.get(child.version)
+            why = entry.last_scaling if entry is not None else None
+            was = entry.desired_groups if entry is not None else None
+            if details is not None and None not in (was, seen.desired_groups) and seen.desired_groups != was:
+                controller_log = await self.serve.controller_log(child.body, details) or []
+                why = last_scaling(
+                    controller_log, version=child.version.name, to_groups=seen.desired_groups or 0
+                )
+            observed[child.version] = replace(seen, last_scaling=why)
         return observed
 
     # ─── step 3 ──────────────────────────────────────────────────────────────────────────────

@@ -37,9 +37,9 @@ only says "Upscaling from 8 to 16 replicas"):
 - ``policy_state`` keeps ``reason``, ``rule`` and ``target_groups`` of the last decision
   (in the controller's memory only);
 - every change of the target is logged once by the Serve controller, a line starting with
-  ``DECISION_LOG_PREFIX`` followed by a JSON object (deployment, version, from/to groups, rule,
-  reason, time) — ``logs/serve/controller_*.log`` on the head node, readable through the Ray
-  dashboard's log API;
+  ``DECISION_LOG_PREFIX`` followed by a JSON object (deployment, version, Serve application,
+  from/to groups, queue depth, rule, reason, time) — ``logs/serve/controller_*.log`` on the head
+  node, which the operator reads through the Ray dashboard's log API for its ``Scaled`` Events;
 - Ray metrics (``ray_`` prefix once exported): the per-group queue depth, target, ready and
   starting groups, level and forecast of the demand, and a counter of target changes by rule.
 """
@@ -162,10 +162,18 @@ def group_queue_depths(per_replica_metrics: Mapping[str, Mapping[Any, float]]) -
 def decisions_in_log(lines: Iterable[str]) -> list[dict[str, Any]]:
     """The target changes ``QueueDepthPolicy`` logged, oldest first, from Serve controller log
     lines (other lines are skipped): deployment, version, from/to groups, ready groups, queue
-    depth, rule, reason, time."""
-    return [
-        json.loads(line.split(DECISION_LOG_PREFIX, 1)[1]) for line in lines if DECISION_LOG_PREFIX in line
-    ]
+    depth, rule, reason, time. A line that is not whole JSON (cut off, garbled) is skipped."""
+    decisions = []
+    for line in lines:
+        if DECISION_LOG_PREFIX not in line:
+            continue
+        try:
+            decision = json.loads(line.split(DECISION_LOG_PREFIX, 1)[1])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(decision, dict):
+            decisions.append(decision)
+    return decisions
 
 
 def scaling_settings(autoscaling: AutoscalingSettings) -> ScalingSettings:
@@ -269,7 +277,7 @@ class QueueDepthPolicy:
         )
         decision, state = decide_scale(observation, state, settings)
         if decision.target_groups != observation.target_groups:
-            self._log_change(observation, decision)
+            self._log_change(str(ctx.app_name or ""), observation, decision)
         self._export(ctx, observation, decision)
         return decision.target_groups * self._data_parallel_size, {
             **ctx.policy_state,
@@ -279,9 +287,10 @@ class QueueDepthPolicy:
             "target_groups": decision.target_groups,
         }
 
-    def _log_change(self, observation: ScalingObservation, decision: ScaleDecision) -> None:
+    def _log_change(self, application: str, observation: ScalingObservation, decision: ScaleDecision) -> None:
         payload = {
             **self._tags,
+            "application": application,
             "time_s": observation.now_s,
             "from_groups": observation.target_groups,
             "to_groups": decision.target_groups,

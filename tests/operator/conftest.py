@@ -20,6 +20,7 @@ from deepseek_operator.testing.kuberay import AppState, KubeRayStandIn
 from deepseek_operator.testing.server import ApiServer
 
 ROOT = Path(__file__).parents[2]
+CONTROLLER_LOG_FILE = "/serve/controller_1.log"  # as Ray reports it: relative, with a leading "/"
 T = TypeVar("T")
 
 
@@ -38,14 +39,17 @@ class InstantServe:
 
     Test hooks, per RayService key (`ns/name`), for every application of that RayService:
     - `failing`: DEPLOY_FAILED, no replicas (`failing_versions`: the same by version name);
-    - `target_replicas[key] = n`: the autoscaler's decision; the deployment is UPSCALING or
-      DOWNSCALING (`status_trigger` AUTOSCALING, Ray's message "Upscaling from 2 to 4 replicas.")
-      until the RUNNING count reaches it, then HEALTHY (UPSCALE_/DOWNSCALE_COMPLETED);
+    - `target_replicas[key] = n`: the autoscaler's decision; the deployment is UPSCALING (above
+      the initial replicas) or DOWNSCALING (replicas stopping), `status_trigger` AUTOSCALING, with
+      Ray's message "Upscaling from 2 to 4 replicas.", until the RUNNING count reaches it, then
+      HEALTHY (UPSCALE_/DOWNSCALE_COMPLETED);
     - `replicas[key] = n`: RUNNING replicas (default: the target). Fewer than the target lists the
       rest STARTING: before the deployment was first HEALTHY it is UPDATING (application
       DEPLOYING: groups starting), afterwards UNHEALTHY (application UNHEALTHY: a group failed),
       unless the autoscaler raised the target (UPSCALING). More than the target lists the extra
       ones STOPPING (a scale-down under way).
+    - `controller_logs[key]`: lines of the Serve controller's log (the dashboard's log API answers
+      their tail for the file `serve_details` names), e.g. the autoscaler's decision lines.
     A changed config (a new `deploy`) starts over as a first deployment.
     """
 
@@ -64,6 +68,8 @@ class InstantServe:
         """RayService key -> the autoscaler's target in Serve replicas (default: the initial ones)."""
         self.replicas: dict[str, int] = {}
         """RayService key -> RUNNING Serve replicas (default: the target)."""
+        self.controller_logs: dict[str, list[str]] = {}
+        """RayService key -> lines of its Serve controller's log."""
         self._deployed_at: dict[str, float] = {}
         self._healthy_once: set[tuple[str, str]] = set()  # (key, app) whose deployment was HEALTHY
 
@@ -99,13 +105,23 @@ class InstantServe:
         if not applications:
             return {"controller_info": {}, "proxies": {}, "applications": {}, "target_capacity": None}
         return {
-            "controller_info": {"node_id": "instant-node", "node_ip": "127.0.0.1"},
+            "controller_info": {
+                "node_id": "instant-node",
+                "node_ip": "127.0.0.1",
+                "log_file_path": CONTROLLER_LOG_FILE,
+            },
             "proxy_location": "EveryNode",
             "http_options": {"host": "127.0.0.1", "port": 9},
             "proxies": {},
             "applications": applications,
             "target_capacity": None,
         }
+
+    def controller_log(self, key: str, filename: str, lines: int) -> list[str] | None:
+        if filename != CONTROLLER_LOG_FILE.lstrip("/"):
+            return None
+        with self._lock:
+            return list(self.controller_logs.get(key, []))[-lines:] if lines > 0 else []
 
     def _applications(self, key: str) -> dict[str, dict[str, Any]]:
         """`ApplicationDetails` JSON per application name of `key` (empty when nothing is deployed)."""
@@ -156,15 +172,15 @@ class InstantServe:
         running = self.replicas.get(key, target)
         states = ["RUNNING"] * min(running, target)
         states += ["STARTING"] * (target - running) + ["STOPPING"] * (running - target)
-        autoscaled = (target > initial and running < target) or (target < initial and running > target)
+        upscaling, downscaling = target > initial and running < target, running > target
         status, trigger, message = "HEALTHY", "CONFIG_UPDATE_COMPLETED", ""
         if key in self.failing or self._version_fails(key):
             states = []
             status, trigger, message = "DEPLOY_FAILED", "REPLICA_STARTUP_FAILED", "engine failed to start"
-        elif autoscaled:
-            status, trigger = ("UPSCALING" if target > initial else "DOWNSCALING"), "AUTOSCALING"
-            verb = "Upscaling" if target > initial else "Downscaling"
-            message = f"{verb} from {initial} to {target} replicas."
+        elif upscaling or downscaling:
+            status, trigger = ("UPSCALING" if upscaling else "DOWNSCALING"), "AUTOSCALING"
+            verb = "Upscaling" if upscaling else "Downscaling"
+            message = f"{verb} from {running} to {target} replicas."
         elif running < target:
             with self._lock:
                 started = (key, app) in self._healthy_once

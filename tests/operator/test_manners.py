@@ -23,6 +23,7 @@ from deepseek_operator.cli import app
 from deepseek_operator.modelcfg.catalog import catalog_config
 from deepseek_operator.testing.kuberay import KubeRayStandIn
 from deepseek_operator.testing.process import OperatorProcess
+from deepseek_serving.autoscaling import DECISION_LOG_PREFIX
 from e2e_tests.support import GROUP, Cluster
 from tests.api.resources import example
 from tests.operator.conftest import InstantServe, eventually
@@ -310,6 +311,60 @@ def test_status_follows_groups_as_they_start_not_the_resync(
     finally:
         del backend.replicas[key]  # it is up
     eventually(lambda: groups() == (2, 2), timeout=10)
+
+
+def test_an_autoscaler_decision_is_a_scaled_event_with_the_reason_from_the_controller_log(
+    cluster: Cluster, kuberay_standin: KubeRayStandIn
+) -> None:
+    """Ray Serve's autoscaler changes the group count; the operator only observes it, and reads why
+    from the Serve controller's log through the dashboard's log API (only when the count moved)."""
+    document = _tiny(cluster.namespace)
+    del document["spec"]["groups"]
+    document["spec"]["autoscaling"] = {"minGroups": 1, "maxGroups": 2}
+    cluster.create_deployment(document)
+    eventually(_serving_tiny(cluster))
+    key = f"{cluster.namespace}/{cluster.ray_service_of('tiny', 'v1')['metadata']['name']}"
+    backend = kuberay_standin.backend
+    assert isinstance(backend, InstantServe)
+    decision = {
+        "application": "tiny", "deployment": "tiny", "version": "v1", "from_groups": 1, "to_groups": 2,
+        "ready_groups": 1, "queue_depth": 12.0, "rule": "ScaleUp", "time_s": 1.0,
+        "reason": "level 12 req (in system 12) -> forecast 12; ... -> scale up to 2",
+    }  # fmt: skip
+    backend.controller_logs[key] = [
+        "INFO 2026-12-03 09:30:14,896 controller 8675 -- Adding 1 replica to Deployment(...).",
+        f"INFO 2026-12-03 09:30:30,429 controller 8675 -- {DECISION_LOG_PREFIX}{json.dumps(decision)}",
+    ]
+    # The new group starts: Serve's deployment is UPSCALING, which KubeRay's status shows (a watch
+    # event); the operator then looks at Serve every TTL until the groups are ready.
+    backend.replicas[key] = 1
+    backend.target_replicas[key] = 2
+    why = "ScaleUp at queue depth 12: level 12 req (in system 12) -> forecast 12; ... -> scale up to 2"
+
+    def traffic() -> dict[str, Any]:
+        entry: dict[str, Any] = cluster.deployment("tiny")["status"]["traffic"][0]
+        return entry
+
+    try:
+        eventually(lambda: traffic()["desiredGroups"] == 2, timeout=10)
+        assert traffic()["lastScaling"] == why
+        scaled = eventually(lambda: [e.message for e in cluster.events("tiny") if e.reason == "Scaled"])
+        assert scaled == [f"v1: 1 → 2 group(s) ({why})"]
+        del backend.replicas[key]
+        eventually(lambda: traffic()["readyGroups"] == 2, timeout=10)
+        # A change the log does not explain (here: none logged) is an Event without a stale reason.
+        backend.replicas[key] = 2  # the leaving group drains: Serve's deployment is DOWNSCALING
+        backend.target_replicas[key] = 1
+        eventually(lambda: traffic()["desiredGroups"] == 1, timeout=10)
+        assert traffic().get("lastScaling") is None
+        messages = eventually(
+            lambda: [m for m in (e.message for e in cluster.events("tiny")) if m.startswith("v1: 2 → 1")]
+        )
+        assert messages == ["v1: 2 → 1 group(s)"]
+    finally:
+        backend.replicas.pop(key, None)
+        backend.target_replicas.pop(key, None)
+        backend.controller_logs.pop(key, None)
 
 
 def test_a_spec_error_found_past_validation_is_status_and_one_warning(cluster: Cluster) -> None:

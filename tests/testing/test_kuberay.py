@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from kubernetes import client
 from deepseek_operator.render.rayservice import render_serve_config
 from deepseek_operator.testing.kuberay import (
     DASHBOARD_URL_ANNOTATION,
+    LOG_FILE_PATH,
     SERVE_DETAILS_PATH,
     URL_ANNOTATION,
     AppState,
@@ -29,7 +31,7 @@ from deepseek_operator.testing.kuberay import (
     find_kuberay_crds,
     render_services,
 )
-from deepseek_operator.testing.serve_backend import compute_rayservice_serve_details
+from deepseek_operator.testing.serve_backend import compute_rayservice_serve_details, rayservice_log_lines
 from deepseek_operator.testing.server import ApiServer
 from deepseek_serving.config import ServingArgs
 from tests.operator.conftest import InstantServe
@@ -606,5 +608,35 @@ def test_dashboard_facade_on_real_serve(cluster: Cluster, custom: Any, ns: str) 
     assert (deployment["status"], deployment["target_num_replicas"]) == ("HEALTHY", 1)
     assert [replica["state"] for replica in deployment["replicas"]] == ["RUNNING"]
     assert all(name == "echo" for name in details["applications"])  # other RayServices' apps are not shown
+
+    # The Serve controller's log, as the operator reads it: the file `controller_info` names,
+    # through the log API, in this RayService's names only.
+    controller = details["controller_info"]
+    log_url = cluster.standin.dashboard_url(f"{namespace}/dash") + LOG_FILE_PATH
+    query = urllib.parse.urlencode(
+        {"node_id": controller["node_id"], "filename": controller["log_file_path"].lstrip("/"), "lines": 50}
+    )
+    with urllib.request.urlopen(f"{log_url}?{query}", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    assert 0 < len(lines) <= 50
+    assert any("app='echo'" in line for line in lines), lines
+    assert not any(f"{namespace}--" in line for line in lines), lines
+    missing = urllib.parse.urlencode({"filename": "serve/no_such.log"})
+    assert get_json(f"{log_url}?{missing}")[0] == 500  # as Ray's log API answers a missing file
     custom.delete_namespaced_custom_object("ray.io", "v1", namespace, "rayservices", "dash")
     wait_for(lambda: get_json(url)[0] == 404, timeout_s=20)
+
+
+def test_a_rayservice_sees_only_its_own_lines_of_the_shared_controller_log() -> None:
+    shared = ["ns--chat-v1--chat", "ns--chat-v10--chat", "ns--chat-v1--chat-eplb"]
+    lines = [
+        "Deploying Deployment(name='engine-ranks', app='ns--chat-v1--chat')",
+        'deepseek-autoscaling-decision {"application": "ns--chat-v10--chat", "to_groups": 2}',
+        "Deploying Deployment(name='engine-ranks', app='ns--chat-v1--chat-eplb')",
+        "Controller starting",
+    ]
+    assert rayservice_log_lines(lines, "ns/chat-v1", shared) == [
+        "Deploying Deployment(name='engine-ranks', app='chat')",
+        "Deploying Deployment(name='engine-ranks', app='chat-eplb')",
+        "Controller starting",
+    ]

@@ -828,6 +828,9 @@ class VersionTraffic(ApiModel):
     """Groups its Ray Serve application aims for (the autoscaler's target)."""
     queue_depth: float | None = None
     """Running + waiting requests over its groups, as its autoscaler last saw them."""
+    last_scaling: str | None = None
+    """Why its autoscaler last changed the group count: the rule, the queue depth it saw and its
+    reasoning, from the Serve controller's log (`dsd run` prints the same lines)."""
     draining_since: datetime | None = None
     """When it left the route (role Draining)."""
 

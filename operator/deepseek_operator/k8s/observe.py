@@ -5,11 +5,14 @@ applications' statuses) but not how many groups run: those are Ray Serve's runni
 the version's `engine-ranks` deployment (one replica per DP rank), read from Ray's dashboard
 (`/api/serve/applications/`, as KubeRay itself reads it). Without that view (dashboard not reached
 yet) a serving RayService counts its configured groups, and one that does not serve counts none.
+Why the group count changed is in the Serve controller's log, one line per decision of our
+autoscaling policy (`deepseek_serving.autoscaling.decisions_in_log`), read through the same
+dashboard's log API.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +22,10 @@ from deepseek_operator.api import constants
 from deepseek_operator.render import ray_service_name
 from deepseek_operator.rollout import ObservedVersion, VersionRef
 from deepseek_operator.status.serve_errors import FAILED_STATUSES, application_root_error
+from deepseek_serving.autoscaling import decisions_in_log
 from deepseek_serving.llm_config import SERVE_DEPLOYMENT_NAME
 
-__all__ = ["child_version", "observe_version", "version_ref_of"]
+__all__ = ["child_version", "last_scaling", "observe_version", "version_ref_of"]
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -112,6 +116,23 @@ def observe_version(
         desired_groups=desired_groups,
         observed_at=now if serve_details is not None else None,
     )
+
+
+def last_scaling(controller_log: Iterable[str], *, version: str, to_groups: int) -> str | None:
+    """Why the autoscaler set `version`'s target to `to_groups`: its newest such decision in the
+    Serve controller's log, as "<rule> at queue depth <n>: <reasoning>"; None when none is there
+    (Ray's own cold-start path from zero groups, a log rotated away or unreadable).
+
+    >>> line = 'INFO controller -- deepseek-autoscaling-decision {"version": "v1", "to_groups": 2, '
+    >>> line += '"rule": "ScaleUp", "queue_depth": 12.0, "reason": "forecast 12 -> scale up to 2"}'
+    >>> last_scaling([line], version="v1", to_groups=2)
+    'ScaleUp at queue depth 12: forecast 12 -> scale up to 2'
+    """
+    for decision in reversed(decisions_in_log(controller_log)):
+        if decision.get("version") == version and decision.get("to_groups") == to_groups:
+            depth = float(decision.get("queue_depth") or 0)
+            return f"{decision.get('rule')} at queue depth {depth:g}: {decision.get('reason')}"
+    return None
 
 
 def _first_application(ray_service: Mapping[str, Any]) -> Mapping[str, Any]:

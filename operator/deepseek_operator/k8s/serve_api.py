@@ -5,6 +5,10 @@ application and deployment, their replicas and their states: the operator reads 
 groups of a version run and how many its autoscaler wants. One read per RayService at most every
 `ttl_seconds`, and only for RayServices KubeRay reports ready (others have no dashboard to ask);
 an unreachable dashboard is logged once per RayService and counts as unknown.
+
+The same dashboard's log API (`GET /api/v0/logs/file`) returns the tail of the Serve
+controller's log, where our autoscaling policy writes why it changed the group count; it is read
+only when the group count changed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ __all__ = ["ServeObserver"]
 logger = logging.getLogger(__name__)
 
 SERVE_DETAILS_PATH = "/api/serve/applications/"
+LOG_FILE_PATH = "/api/v0/logs/file"
+CONTROLLER_LOG_LINES = 2000
+"""Lines of the controller's log read back: its newest minutes, decisions included."""
 
 
 class ServeObserver:
@@ -30,24 +37,27 @@ class ServeObserver:
         self._template = url_template
         self._ttl = ttl_seconds
         self._client = httpx.AsyncClient(timeout=timeout_seconds)
-        self._cache: dict[tuple[str, str, str], tuple[float, Mapping[str, Any] | None]] = {}
+        self._cache: dict[tuple[str, str, str], tuple[float, str, Mapping[str, Any] | None]] = {}
+        """(namespace, name, uid) -> (when read, the RayService's resourceVersion then, details)."""
         self._failing: set[tuple[str, str]] = set()
 
     @property
     def ttl_seconds(self) -> float:
         return self._ttl
 
-    async def details(
-        self, ray_service: Mapping[str, Any], *, fresh: bool = False
-    ) -> Mapping[str, Any] | None:
-        """The RayService's `ServeInstanceDetails` JSON, at most `ttl_seconds` old (None: unknown)."""
+    async def details(self, ray_service: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The RayService's `ServeInstanceDetails` JSON, at most `ttl_seconds` old and read after
+        the RayService's last change (None: unknown)."""
         metadata = ray_service["metadata"]
         namespace, name = metadata.get("namespace") or "default", metadata["name"]
         key = (namespace, name, str(metadata.get("uid", "")))
+        # A RayService that changed since the read (KubeRay's status says a deployment is
+        # UPSCALING, say) is news from Serve: the cached answer predates it.
+        seen = str(metadata.get("resourceVersion", ""))
         cached = self._cache.get(key)
-        if cached is not None and not fresh and time.monotonic() - cached[0] < self._ttl:
-            return cached[1]
-        url = self._template.format(name=name, namespace=namespace).rstrip("/") + SERVE_DETAILS_PATH
+        if cached is not None and cached[1] == seen and time.monotonic() - cached[0] < self._ttl:
+            return cached[2]
+        url = self._base_url(namespace, name) + SERVE_DETAILS_PATH
         details: Mapping[str, Any] | None
         try:
             response = await self._client.get(url)
@@ -61,8 +71,34 @@ class ServeObserver:
                 )
                 self._failing.add((namespace, name))
             details = None
-        self._cache[key] = (time.monotonic(), details)
+        self._cache[key] = (time.monotonic(), seen, details)
         return details
+
+    async def controller_log(
+        self, ray_service: Mapping[str, Any], details: Mapping[str, Any]
+    ) -> list[str] | None:
+        """The last `CONTROLLER_LOG_LINES` lines of the Serve controller's log (None: unknown).
+
+        `details` is the RayService's `ServeInstanceDetails`: its `controller_info` names the
+        node and the log file (relative to Ray's log directory, with a leading "/" that the log
+        API would take for an absolute path outside it)."""
+        controller = details.get("controller_info") or {}
+        node_id, log_file = controller.get("node_id"), controller.get("log_file_path")
+        if not node_id or not log_file:
+            return None
+        metadata = ray_service["metadata"]
+        namespace, name = metadata.get("namespace") or "default", metadata["name"]
+        params = {"node_id": node_id, "filename": str(log_file).lstrip("/"), "lines": CONTROLLER_LOG_LINES}
+        try:
+            response = await self._client.get(self._base_url(namespace, name) + LOG_FILE_PATH, params=params)
+            response.raise_for_status()
+        except httpx.HTTPError as error:
+            logger.warning("The Serve controller's log of %s/%s is unavailable: %s", namespace, name, error)
+            return None
+        return response.text.splitlines()
+
+    def _base_url(self, namespace: str, name: str) -> str:
+        return self._template.format(name=name, namespace=namespace).rstrip("/")
 
     def forget(self, namespace: str, name: str) -> None:
         self._cache = {key: value for key, value in self._cache.items() if key[:2] != (namespace, name)}

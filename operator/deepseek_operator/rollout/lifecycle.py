@@ -556,6 +556,7 @@ def traffic_entry(version: LiveVersion, observed: ObservedVersion | None) -> Ver
             "readyGroups": observed.ready_groups if observed else 0,
             "desiredGroups": observed.desired_groups if observed else None,
             "queueDepth": observed.queue_depth if observed else None,
+            "lastScaling": observed.last_scaling if observed else None,
             "drainingSince": version.draining_since,
         }
     )

@@ -102,6 +102,8 @@ class ObservedVersion:
     """Running + waiting requests over its groups; None when unknown."""
     observed_at: datetime | None = None
     """When Ray Serve was last asked (queue depth is only as fresh as this)."""
+    last_scaling: str | None = None
+    """Why its autoscaler last changed the group count (rule, queue depth, reason); None unknown."""
 
 
 @dataclass(frozen=True)

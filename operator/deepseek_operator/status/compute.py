@@ -306,6 +306,7 @@ def _refreshed(
                     "ready_groups": seen.ready_groups,
                     "desired_groups": seen.desired_groups,
                     "queue_depth": seen.queue_depth,
+                    "last_scaling": seen.last_scaling,
                 }
             )
         )

@@ -108,12 +108,14 @@ def _bookkeeping(
 
 
 def _group_changes(previous: DeepSeekDeploymentStatus, current: DeepSeekDeploymentStatus) -> list[str]:
-    """'<version>: 1 → 2 groups' for every version whose Serve target changed (the autoscaler's
-    decisions, a rollout's resizing, `kubectl scale`)."""
+    """'<version>: 1 → 2 group(s) (<why>)' for every version whose Serve target changed (the
+    autoscaler's decisions, a rollout's resizing, `kubectl scale`); why is the autoscaler's logged
+    reason when one was found for this change."""
     before = {(entry.version, entry.revision): entry.desired_groups for entry in previous.traffic}
     changes = []
     for entry in current.traffic:
         old = before.get((entry.version, entry.revision))
         if old is not None and entry.desired_groups is not None and old != entry.desired_groups:
-            changes.append(f"{entry.version}: {old} → {entry.desired_groups} group(s)")
+            why = f" ({entry.last_scaling})" if entry.last_scaling else ""
+            changes.append(f"{entry.version}: {old} → {entry.desired_groups} group(s){why}")
     return changes

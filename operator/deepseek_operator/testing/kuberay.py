@@ -30,19 +30,23 @@ Differences from KubeRay (by design; the operator under test only sees the API o
 - ``numServeEndpoints`` is 1 once the applications first ran (one local proxy), not a pod count;
 - no Events, no ``RayService`` validation webhook, no ``upgradeStrategy`` handling;
 - the dashboard is a facade on one local port, not a dashboard per Ray head: it serves only
-  ``GET /{namespace}/{name}/api/serve/applications/`` (no PUT/DELETE, no other dashboard API;
-  query parameters such as KubeRay's ``api_type=declarative`` are ignored, every application
-  here being declarative). It answers 404 for a RayService the stand-in does not know (not
-  reconciled yet, deleted, or in a namespace it does not watch) and Ray's empty answer
-  (``"applications": {}``) while nothing is deployed. In an answer, the application names and
-  route prefixes (also in ``deployed_app_config``, the topology and the target groups) are the
-  RayService's own; the rest is the one shared Serve's: controller, proxies, HTTP options, and
-  with the real backend the replicas' actor names and log paths (``<namespace>--<name>--<app>``)
-  and the ``PYTHONPATH`` in a deployment's ``ray_actor_options.runtime_env``;
+  ``GET /{namespace}/{name}/api/serve/applications/`` (no PUT/DELETE; query parameters such as
+  KubeRay's ``api_type=declarative`` are ignored, every application here being declarative)
+  and the log API's ``GET /{namespace}/{name}/api/v0/logs/file?filename=…&lines=…`` (a file of
+  the one local Ray's log directory, cut down to lines that name no other RayService's
+  application; ``node_id`` is ignored, there being one node). The Serve API answers 404 for a
+  RayService the stand-in does not know (not reconciled yet, deleted, or in a namespace it does
+  not watch) and Ray's empty answer (``"applications": {}``) while nothing is deployed. In an
+  answer, the application names and route prefixes (also in ``deployed_app_config``, the
+  topology and the target groups) are the RayService's own; the rest is the one shared Serve's:
+  controller, proxies, HTTP options, and with the real backend the replicas' actor names and log
+  paths (``<namespace>--<name>--<app>``) and the ``PYTHONPATH`` in a deployment's
+  ``ray_actor_options.runtime_env``;
 - Ray 2.60 itself never fills ``deployments.*.autoscaling_detail`` (an experimental field), so
   neither does the facade with the real backend: the autoscaler's decisions show as a
   deployment's ``UPSCALING``/``DOWNSCALING`` status (``status_trigger`` ``AUTOSCALING``, a
-  message such as ``"Upscaling from 2 to 4 replicas."``) and its ``target_num_replicas``.
+  message such as ``"Upscaling from 2 to 4 replicas."``) and its ``target_num_replicas``; their
+  reasons are in the controller's log, as on a cluster.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ import os
 import queue
 import re
 import threading
+import urllib.parse
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -87,6 +92,8 @@ URL_ANNOTATION = "testing.deepseek.serving.dev/url"
 DASHBOARD_URL_ANNOTATION = "testing.deepseek.serving.dev/dashboard-url"
 MANAGER = "kuberay-standin"
 SERVE_DETAILS_PATH: Final = "/api/serve/applications/"
+LOG_FILE_PATH: Final = "/api/v0/logs/file"
+"""Ray's dashboard log API route (``ray/dashboard/modules/state/state_head.py``)."""
 """Ray's dashboard route for ``ServeInstanceDetails`` (KubeRay's ``ServeDetailsPath``)."""
 
 
@@ -123,6 +130,11 @@ class ServeBackend(Protocol):
         Only ``key``'s applications, named and routed as in its serveConfigV2;
         ``empty_serve_details()`` when nothing is deployed. JSON types only (str, not enums).
         """
+
+    def controller_log(self, key: str, filename: str, lines: int) -> list[str] | None:
+        """Ray's ``GET /api/v0/logs/file?filename=…&lines=…`` for ``key``'s cluster: the last
+        ``lines`` lines of ``filename`` (relative to Ray's log directory), as ``key`` would see them
+        in a cluster of its own; None when there is no such file."""
 
 
 def empty_serve_details() -> dict[str, Any]:
@@ -347,7 +359,7 @@ class KubeRayStandIn:
         self._stop = threading.Event()
         self._wake: queue.Queue[None] = queue.Queue()
         self._threads: list[threading.Thread] = []
-        self._dashboard = _DashboardServer(("127.0.0.1", dashboard_port), self._serve_details)
+        self._dashboard = _DashboardServer(("127.0.0.1", dashboard_port), self._serve_details, self._log)
 
     @property
     def dashboard_url_template(self) -> str:
@@ -387,6 +399,12 @@ class KubeRayStandIn:
         if key not in self._known:
             return None
         return self.backend.serve_details(key)
+
+    def _log(self, key: str, filename: str, lines: int) -> list[str] | None:
+        """The log API's answer for ``key``; None for an unknown RayService or file."""
+        if key not in self._known:
+            return None
+        return self.backend.controller_log(key, filename, lines)
 
     def __enter__(self) -> KubeRayStandIn:
         return self.start()
@@ -479,23 +497,38 @@ class KubeRayStandIn:
 
 
 class _DashboardServer(http.server.ThreadingHTTPServer):
-    """Ray's dashboard Serve API (``GET /{namespace}/{name}/api/serve/applications/``), per RayService."""
+    """Ray's dashboard Serve API (``GET /{namespace}/{name}/api/serve/applications/``) and log API
+    (``GET /{namespace}/{name}/api/v0/logs/file``), per RayService."""
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], details: Callable[[str], dict[str, Any] | None]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        details: Callable[[str], dict[str, Any] | None],
+        log: Callable[[str, str, int], list[str] | None],
+    ) -> None:
         super().__init__(address, _DashboardHandler)
         self.details = details
+        self.log = log
 
 
-_DASHBOARD_PATH = re.compile(r"^/(?P<namespace>[^/]+)/(?P<name>[^/]+)" + re.escape(SERVE_DETAILS_PATH) + "$")
+_RAYSERVICE = r"^/(?P<namespace>[^/]+)/(?P<name>[^/]+)"
+_DASHBOARD_PATH = re.compile(_RAYSERVICE + re.escape(SERVE_DETAILS_PATH) + "$")
+_LOG_PATH = re.compile(_RAYSERVICE + re.escape(LOG_FILE_PATH) + "$")
+_DEFAULT_LOG_LINES = 1000  # Ray's DEFAULT_LOG_LIMIT
 
 
 class _DashboardHandler(http.server.BaseHTTPRequestHandler):
     server: _DashboardServer
 
     def do_GET(self) -> None:
-        match = _DASHBOARD_PATH.match(self.path.partition("?")[0])
+        path, _, query = self.path.partition("?")
+        log_match = _LOG_PATH.match(path)
+        if log_match is not None:
+            self._send_log(f"{log_match['namespace']}/{log_match['name']}", urllib.parse.parse_qs(query))
+            return
+        match = _DASHBOARD_PATH.match(path)
         if match is None:
             self._send(404, b"404: Not Found", "text/plain")
             return
@@ -510,6 +543,19 @@ class _DashboardHandler(http.server.BaseHTTPRequestHandler):
             self._send(404, f"404: RayService {key} not found".encode(), "text/plain")
             return
         self._send(200, json.dumps(details).encode(), "application/json")
+
+    def _send_log(self, key: str, query: Mapping[str, list[str]]) -> None:
+        filename = (query.get("filename") or [""])[0]
+        try:
+            lines = int((query.get("lines") or [str(_DEFAULT_LOG_LINES)])[0])
+        except ValueError:
+            self._send(400, b"lines must be an integer", "text/plain")
+            return
+        found = self.server.log(key, filename, lines) if filename else None
+        if found is None:  # Ray answers 500 with the agent's error for a file it cannot find
+            self._send(500, f"{filename!r} not found for RayService {key}".encode(), "text/plain")
+            return
+        self._send(200, "".join(f"{line}\n" for line in found).encode(), "text/plain")
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)

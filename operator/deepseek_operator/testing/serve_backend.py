@@ -10,7 +10,9 @@ imports each ``import_path`` itself (calling application builders with ``args``)
 ``serve_details`` is what Ray's dashboard answers on ``GET /api/serve/applications/`` (the Serve
 controller's ``ServeInstanceDetails``, fetched through the Serve client as the dashboard does),
 cut down to one RayService's applications and renamed back to their serveConfigV2 names and
-route prefixes (``compute_rayservice_serve_details``, pure).
+route prefixes (``compute_rayservice_serve_details``, pure). ``controller_log`` is what the
+dashboard's log API answers for the Serve controller's log file: its tail, cut down the same way
+(``rayservice_log_lines``, pure).
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from deepseek_operator.testing.kuberay import AppState, empty_serve_details
 from deepseek_operator.testing.process import free_port
 
-__all__ = ["RayServeBackend", "compute_rayservice_serve_details"]
+__all__ = ["RayServeBackend", "compute_rayservice_serve_details", "rayservice_log_lines"]
 
 
 def _app_name(key: str, app: str) -> str:
@@ -101,6 +103,29 @@ def _rename_target_group(group: dict[str, Any], key: str, names: Mapping[str, st
         group["app_name"] = names[group["app_name"]]
         group["route_prefix"] = prefix.removeprefix(f"/{key}") or "/"
     return group
+
+
+def rayservice_log_lines(lines: Iterable[str], key: str, shared_names: Iterable[str]) -> list[str]:
+    """One RayService's view of the shared Serve controller's log lines (pure): lines that name
+    another RayService's application are dropped, ``key``'s applications get their serveConfigV2
+    names back (as ``compute_rayservice_serve_details`` does).
+
+    >>> rayservice_log_lines(["up ns--a--chat", "up ns--b--chat", "started"], "ns/a",
+    ...                      ["ns--a--chat", "ns--b--chat"])
+    ['up chat', 'started']
+    """
+    shared = set(shared_names)
+    prefix = _app_name(key, "")
+    own = sorted((name for name in shared if name.startswith(prefix)), key=len, reverse=True)
+    others = shared.difference(own)
+    kept = []
+    for line in lines:
+        if any(name in line for name in others):
+            continue
+        for name in own:
+            line = line.replace(name, name.removeprefix(prefix))
+        kept.append(line)
+    return kept
 
 
 class RayServeBackend:
@@ -227,6 +252,20 @@ class RayServeBackend:
             }
             out[name] = AppState(str(overview.status.value), str(overview.message or ""), deployments)
         return out
+
+    def controller_log(self, key: str, filename: str, lines: int) -> list[str] | None:
+        import ray
+
+        logs = os.path.realpath(ray._private.worker._global_node.get_logs_dir_path())  # type: ignore[attr-defined]
+        path = os.path.realpath(os.path.join(logs, filename))
+        if not path.startswith(logs + os.sep) or not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8", errors="replace") as log:
+            tail = log.read().splitlines()[-lines:] if lines > 0 else []
+        with self._lock:
+            shared = [_app_name(k, str(app.get("name", "default"))) for k, c in self._configs.items()
+                      for app in c.get("applications") or []]  # fmt: skip
+        return rayservice_log_lines(tail, key, shared)
 
     def serve_details(self, key: str) -> dict[str, Any]:
         from ray.serve.context import _get_global_client
