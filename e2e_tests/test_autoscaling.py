@@ -133,4 +133,4 @@ def test_a_burst_adds_a_group_and_the_quiet_removes_it_without_a_failed_request(
     scaled = [event.message for event in cluster.events("tiny") if event.reason == "Scaled"]
     assert any("1 → 2 group(s) (ScaleUp at queue depth" in message for message in scaled), scaled
     assert any("2 → 1 group(s) (ScaleDown at queue depth" in message for message in scaled), scaled
-    assert _status(cluster)["traffic"][0]["lastScaling"].startswith("ScaleDown at queue depth")
+    assert _status(cluster)["traffic"][0]["lastScaling"]["rule"] == "ScaleDown"

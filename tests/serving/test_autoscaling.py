@@ -183,6 +183,31 @@ def test_a_change_of_the_group_count_is_logged_once_as_json(caplog: pytest.LogCa
     assert "scale up to 4" in logged[0]["reason"]
 
 
+def test_the_operator_reads_each_logged_decision_back_as_its_scaling_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The contract between the policy's log line and the operator's `Scaled` Event: the newest
+    decision of the version that set the count the operator sees."""
+    from deepseek_operator.k8s.observe import last_scaling
+
+    busy = {"r0": rank("a", running=200), "r1": rank("a", running=200)}
+    now = 1_796_290_230.0  # Serve's clock: Unix time
+    scaler = policy()
+    with caplog.at_level(logging.INFO, logger="ray.serve"):
+        scaler(context(busy, running_replicas=2, target_replicas=2, now=now))
+    lines = [f"INFO 2026-12-03 controller 1 -- {r.getMessage()}" for r in caplog.records]
+
+    record = last_scaling(["Controller starting", *lines], version="v1", to_groups=4)
+    assert record is not None
+    assert (record.from_groups, record.to_groups, record.rule, record.queue_depth) == (1, 4, "ScaleUp", 400)
+    assert record.decided_at is not None
+    assert record.decided_at.timestamp() == now
+    assert record.describe().startswith("ScaleUp at queue depth 400: level 400 req")
+    assert last_scaling(lines, version="v2", to_groups=4) is None  # another version's
+    assert last_scaling(lines, version="v1", to_groups=3) is None  # not the count seen
+    assert last_scaling([lines[0].replace('"rule"', '"rules"')], version="v1", to_groups=4) is None
+
+
 def test_settings_from_the_contract() -> None:
     settings = scaling_settings(AutoscalingSettings(min_groups=2, max_groups=5, headroom_percent=25))
     assert (settings.min_groups, settings.max_groups, settings.headroom) == (2, 5, 0.25)

@@ -807,6 +807,28 @@ class PlanSummary(ApiModel):
     """The same prediction for vLLM's default policy (DeepSeek's EPLB) on the same load (µs)."""
 
 
+class ScalingRecord(ApiModel):
+    """One change of a version's group count by its autoscaler, as the Serve controller logged it."""
+
+    from_groups: int = Field(ge=0)
+    """Groups it aimed for before."""
+    to_groups: int = Field(ge=0)
+    """Groups it aims for since."""
+    rule: str
+    """The policy's rule: ScaleUp, ScaleDown, Bounds, NoCapacityKnown."""
+    queue_depth: float = Field(ge=0)
+    """Running + waiting requests (plus Serve's queue) over its groups when it decided."""
+    reason: str
+    """The policy's reasoning: the level of demand, its forecast one cold start ahead, the groups
+    that needs."""
+    decided_at: datetime | None = None
+    """When it decided."""
+
+    def describe(self) -> str:
+        """One line, as Events say it."""
+        return f"{self.rule} at queue depth {self.queue_depth:g}: {self.reason}"
+
+
 class VersionTraffic(ApiModel):
     """One live version: its share of the traffic and its groups."""
 
@@ -828,9 +850,9 @@ class VersionTraffic(ApiModel):
     """Groups its Ray Serve application aims for (the autoscaler's target)."""
     queue_depth: float | None = None
     """Running + waiting requests over its groups, as its autoscaler last saw them."""
-    last_scaling: str | None = None
-    """Why its autoscaler last changed the group count: the rule, the queue depth it saw and its
-    reasoning, from the Serve controller's log (`dsd run` prints the same lines)."""
+    last_scaling: ScalingRecord | None = None
+    """Its autoscaler's last change of the group count, read from the Serve controller's log when
+    the operator saw the count change (`dsd run` prints the same decisions)."""
     draining_since: datetime | None = None
     """When it left the route (role Draining)."""
 

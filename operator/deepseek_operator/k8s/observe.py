@@ -13,12 +13,14 @@ dashboard's log API.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import pydantic
 import yaml
 
 from deepseek_operator.api import constants
+from deepseek_operator.api.v1alpha1 import ScalingRecord
 from deepseek_operator.render import ray_service_name
 from deepseek_operator.rollout import ObservedVersion, VersionRef
 from deepseek_operator.status.serve_errors import FAILED_STATUSES, application_root_error
@@ -118,20 +120,29 @@ def observe_version(
     )
 
 
-def last_scaling(controller_log: Iterable[str], *, version: str, to_groups: int) -> str | None:
-    """Why the autoscaler set `version`'s target to `to_groups`: its newest such decision in the
-    Serve controller's log, as "<rule> at queue depth <n>: <reasoning>"; None when none is there
-    (Ray's own cold-start path from zero groups, a log rotated away or unreadable).
-
-    >>> line = 'INFO controller -- deepseek-autoscaling-decision {"version": "v1", "to_groups": 2, '
-    >>> line += '"rule": "ScaleUp", "queue_depth": 12.0, "reason": "forecast 12 -> scale up to 2"}'
-    >>> last_scaling([line], version="v1", to_groups=2)
-    'ScaleUp at queue depth 12: forecast 12 -> scale up to 2'
-    """
+def last_scaling(controller_log: Iterable[str], *, version: str, to_groups: int) -> ScalingRecord | None:
+    """The autoscaler's newest decision in the Serve controller's log that set `version`'s target to
+    `to_groups`; None when none is there (Ray's own cold-start path from zero groups, a log rotated
+    away or unreadable) or it does not read as one."""
     for decision in reversed(decisions_in_log(controller_log)):
         if decision.get("version") == version and decision.get("to_groups") == to_groups:
-            depth = float(decision.get("queue_depth") or 0)
-            return f"{decision.get('rule')} at queue depth {depth:g}: {decision.get('reason')}"
+            try:
+                decided_s = float(decision["time_s"])
+                return ScalingRecord(
+                    from_groups=decision["from_groups"],
+                    to_groups=to_groups,
+                    rule=str(decision["rule"]),
+                    queue_depth=decision.get("queue_depth") or 0.0,
+                    reason=str(decision["reason"]),
+                    # Serve's clock is Unix time; a monotonic one (no `current_time`) tells no date.
+                    decided_at=(
+                        datetime.fromtimestamp(decided_s, UTC).replace(microsecond=0)
+                        if decided_s > 1e9
+                        else None
+                    ),
+                )
+            except (KeyError, TypeError, ValueError, pydantic.ValidationError):
+                return None
     return None
 
 

@@ -26,6 +26,7 @@ from deepseek_operator.api.v1alpha1 import (
     HistoryEntry,
     RolloutSpec,
     RolloutStatus,
+    ScalingRecord,
     VersionSpec,
 )
 
@@ -102,8 +103,8 @@ class ObservedVersion:
     """Running + waiting requests over its groups; None when unknown."""
     observed_at: datetime | None = None
     """When Ray Serve was last asked (queue depth is only as fresh as this)."""
-    last_scaling: str | None = None
-    """Why its autoscaler last changed the group count (rule, queue depth, reason); None unknown."""
+    last_scaling: ScalingRecord | None = None
+    """Its autoscaler's last change of the group count, with the reason; None when unknown."""
 
 
 @dataclass(frozen=True)

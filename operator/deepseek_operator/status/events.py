@@ -116,6 +116,6 @@ def _group_changes(previous: DeepSeekDeploymentStatus, current: DeepSeekDeployme
     for entry in current.traffic:
         old = before.get((entry.version, entry.revision))
         if old is not None and entry.desired_groups is not None and old != entry.desired_groups:
-            why = f" ({entry.last_scaling})" if entry.last_scaling else ""
+            why = f" ({entry.last_scaling.describe()})" if entry.last_scaling else ""
             changes.append(f"{entry.version}: {old} → {entry.desired_groups} group(s){why}")
     return changes
