@@ -148,23 +148,36 @@ def one_to_two_groups() -> dict[str, Any]:
 
 
 class Load:
-    """Requests in a loop from `clients` threads until stopped; every failure is kept."""
+    """Completions in a loop from `clients` threads until stopped: every answer (when, HTTP status,
+    the version that answered) and every failure is kept."""
 
     def __init__(
         self,
         url: str,
         *,
-        clients: int,
-        max_tokens: int,
-        pause_s: float,
+        clients: int = 1,
+        max_tokens: int = 4,
+        pause_s: float = 0.2,
         headers: dict[str, str] | None = None,
     ):
+        """`url`: the OpenAI server's base URL (without `/v1`)."""
         self.url, self.clients, self.max_tokens, self.pause_s = url, clients, max_tokens, pause_s
         self.headers = headers or {}
-        self.answered = 0
+        self.answers: list[tuple[float, int, str]] = []
+        """(monotonic time, HTTP status, the `x-deepseek-version` that answered)."""
         self.failures: list[str] = []
+        """Every error and every answer other than 200, in words."""
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @property
+    def answered(self) -> int:
+        return sum(status == 200 for _, status, _ in self.answers)
+
+    def share(self, version: str, since: float, until: float) -> tuple[float, int]:
+        """(fraction of the answers between `since` and `until` that `version` gave, their count)."""
+        window = [answered for at, _, answered in self.answers if since <= at <= until]
+        return (sum(answered == version for answered in window) / len(window) if window else 0.0), len(window)
 
     def start(self) -> Load:
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(self.clients)]
@@ -183,10 +196,10 @@ class Load:
             while not self._stop.is_set():
                 try:
                     answer = http.post(f"{self.url}/v1/completions", json=body)
-                    if answer.status_code == 200:
-                        self.answered += 1
-                    else:
-                        self.failures.append(f"HTTP {answer.status_code}: {answer.text[:200]}")
+                    version = answer.headers.get("x-deepseek-version", "")
+                    self.answers.append((time.monotonic(), answer.status_code, version))
+                    if answer.status_code != 200:
+                        self.failures.append(f"HTTP {answer.status_code} from {version}: {answer.text[:200]}")
                 except httpx.HTTPError as error:
                     self.failures.append(repr(error))
                 self._stop.wait(self.pause_s)

@@ -123,47 +123,32 @@ def test_dsd_run_rolls_out_the_last_version_by_weight_without_failing_a_request(
     document["spec"]["rollout"] = {"steps": [{"setWeight": 50}, {"pause": {"durationSeconds": 30}}]}
     document["spec"]["serving"]["limits"]["requestTimeoutSeconds"] = 10
     run = DsdRun(document, tmp_path)
-    answers: list[tuple[float, int, str]] = []
-    failures: list[str] = []
-    stop = threading.Event()
-    base = f"http://127.0.0.1:{run.port}/v1"
-
-    def stream() -> None:
-        with httpx.Client(timeout=60) as http:
-            while not stop.is_set():
-                try:
-                    answer = http.post(
-                        f"{base}/completions", json={"model": "tiny", "prompt": "x", "max_tokens": 4}
-                    )
-                    answers.append(
-                        (time.monotonic(), answer.status_code, answer.headers.get("x-deepseek-version", ""))
-                    )
-                except httpx.HTTPError as error:
-                    failures.append(repr(error))
-                time.sleep(0.2)
-
+    base = f"http://127.0.0.1:{run.port}"
+    client = Load(base)
+    answers = client.answers
     try:
         eventually(
-            lambda: httpx.get(f"{base}/models", timeout=5).status_code == 200, timeout=600, what="v1 serves"
+            lambda: httpx.get(f"{base}/v1/models", timeout=5).status_code == 200,
+            timeout=600,
+            what="v1 serves",
         )
-        threading.Thread(target=stream, daemon=True).start()
+        client.start()
         eventually(lambda: any(version == "v2" for _, _, version in answers), timeout=600, what="v2 at 50%")
         since = next(at for at, _, version in answers if version == "v2")
         time.sleep(20)
-        window = [version for at, _, version in answers if since + 2 <= at <= since + 20]
-        assert len(window) >= 20, len(window)
-        assert 0.25 <= window.count("v2") / len(window) <= 0.75, window
+        share, answered = client.share("v2", since + 2, since + 20)
+        assert answered >= 20, answered
+        assert 0.25 <= share <= 0.75, share
         eventually(
             lambda: len(answers) > 10 and all(version == "v2" for _, _, version in answers[-10:]),
             timeout=300,
             what="v2 promoted",
         )
     finally:
-        stop.set()
+        client.stop()
         code = run.stop()
     assert code == 0, run.printed
-    assert failures == []
-    assert [status for _, status, _ in answers if status != 200] == []
+    assert client.failures == []
 
 
 def test_dsd_run_adds_a_group_for_a_burst_and_removes_it_after_without_a_failed_request(

@@ -6,57 +6,17 @@ sees no failed request, and the share of answers from each version follows the w
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 
 from e2e_tests.conftest import Environment
-from e2e_tests.support import Cluster, eventually, manifest
+from e2e_tests.support import Cluster, Load, eventually, manifest
 
 SERVE_TIMEOUT = 900  # a cold start loads Ray, vLLM and the model; two busy cores are slow
-
-
-@dataclass
-class Client:
-    """Requests through the Gateway, one after the other, recording who answered."""
-
-    url: str
-    answers: list[tuple[float, int, str]] = field(default_factory=list)
-    """(monotonic time, status, x-deepseek-version)."""
-    errors: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        with httpx.Client(timeout=60) as http:
-            while not self._stop.is_set():
-                try:
-                    answer = http.post(
-                        f"{self.url}/v1/completions",
-                        json={"model": "tiny", "prompt": "def f(x):", "max_tokens": 4, "temperature": 0},
-                    )
-                    self.answers.append(
-                        (time.monotonic(), answer.status_code, answer.headers.get("x-deepseek-version", ""))
-                    )
-                except httpx.HTTPError as error:
-                    self.errors.append(repr(error))
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def failed(self) -> list[str]:
-        return self.errors + [
-            f"HTTP {status} from {version}" for _, status, version in self.answers if status != 200
-        ]
-
-    def share(self, version: str, since: float, until: float) -> tuple[float, int]:
-        window = [answered for at, _, answered in self.answers if since <= at <= until]
-        return (sum(answered == version for answered in window) / len(window) if window else 0.0), len(window)
 
 
 @pytest.fixture
@@ -81,8 +41,8 @@ def gateway_url(cluster: Cluster, environment: Environment) -> str:
 
 
 @pytest.fixture
-def client(gateway_url: str) -> Iterator[Client]:
-    streaming = Client(gateway_url)
+def client(gateway_url: str) -> Iterator[Load]:
+    streaming = Load(gateway_url)
     yield streaming
     streaming.stop()
 
@@ -120,7 +80,7 @@ def _status(cluster: Cluster) -> dict[str, Any]:
 
 
 def test_a_good_version_is_promoted_and_a_slow_one_rolled_back(
-    cluster: Cluster, environment: Environment, gateway_url: str, client: Client
+    cluster: Cluster, environment: Environment, gateway_url: str, client: Load
 ) -> None:
     if environment.prometheus_url is None:
         pytest.skip("no Prometheus scraping the serving pods (set E2E_PROMETHEUS_URL on a cluster)")
@@ -137,7 +97,7 @@ def test_a_good_version_is_promoted_and_a_slow_one_rolled_back(
         timeout=120,
         what="route",
     )
-    threading.Thread(target=client.run, daemon=True).start()
+    client.start()
 
     # A good v2: 50% once its group serves, judged by analysis, then promoted.
     versions = body["spec"]["versions"]
@@ -178,7 +138,7 @@ def test_a_good_version_is_promoted_and_a_slow_one_rolled_back(
     eventually(lambda: set(cluster.ray_services_by_version("tiny")) == {"v2"}, timeout=120, what="v3 removed")
     client.stop()
     time.sleep(1)
-    assert client.failed() == []
+    assert client.failures == []
     print(
         f"\nrollout e2e: {len(client.answers)} answers, 0 failed; "
         f"bad version applied → 100% on stable in {back_on_stable_s:.0f} s"
