@@ -161,6 +161,7 @@ class LocalCluster:
         # Where the Serve controller logs its autoscaling decisions (Ray has no public accessor).
         self._session_dir = ray._private.worker._global_node.get_session_dir_path()  # type: ignore[attr-defined]
         self._log_offsets: dict[str, int] = {}
+        self._metrics: tuple[float, str] | None = None  # (when read, the page)
         self._stopped = False
 
     def apply(self, applications: list[dict[str, Any]]) -> None:
@@ -190,15 +191,22 @@ class LocalCluster:
             )
         return found
 
+    def metrics(self, *, max_age_s: float = 0.0) -> str:
+        """This node's Ray metrics page (Prometheus text), read again once older than `max_age_s`:
+        the rollout's step and the live view share one read."""
+        import httpx
+
+        if self._metrics is None or time.monotonic() - self._metrics[0] > max_age_s:
+            self._metrics = (time.monotonic(), httpx.get(self.metrics_url, timeout=5).text)
+        return self._metrics[1]
+
     def queue_depths(self) -> dict[tuple[str, str], float]:
         """Running + waiting requests per (version, revision), summed over the ranks' gauges on
         this node's metrics endpoint (as fresh as Ray's export, a few seconds)."""
-        import httpx
         from prometheus_client.parser import text_string_to_metric_families
 
         depths: dict[tuple[str, str], float] = {}
-        text = httpx.get(self.metrics_url, timeout=5).text
-        for family in text_string_to_metric_families(text):
+        for family in text_string_to_metric_families(self.metrics()):
             if family.name != f"ray_{RANK_QUEUE_DEPTH_METRIC}":
                 continue
             for sample in family.samples:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -39,6 +39,9 @@ from deepseek_operator.errors import FieldError, InvalidSpec
 from deepseek_operator.manifests import load_manifests
 from deepseek_operator.modelsource import parse_model_source
 from deepseek_operator.render import RenderConfig
+
+if TYPE_CHECKING:
+    from deepseek_serving.local import LocalCluster
 
 _GAUGES = {
     "running": "num_requests_running",
@@ -156,16 +159,14 @@ async def _serve(desired: DesiredDeployment, *, host: str, port: int, refresh: f
             f"(ready in {time.monotonic() - started:.0f} s); metrics at {cluster.metrics_url}; try:\n"
             f"  curl {base_url}/v1/chat/completions -H 'Content-Type: application/json' -d '{request}'"
         )
-        with Live(
-            _view(rollout, base_url, cluster.metrics_url), console=console, refresh_per_second=1
-        ) as live:
+        with Live(_view(rollout, base_url, cluster), console=console, refresh_per_second=1) as live:
             last = 0.0
             while True:
                 await rollout.step()
                 for decision in cluster.new_scaling_decisions():
                     console.print(_scaling_line(decision))
                 if time.monotonic() - last >= refresh:
-                    live.update(_view(rollout, base_url, cluster.metrics_url))
+                    live.update(_view(rollout, base_url, cluster))
                     last = time.monotonic()
                 await asyncio.sleep(STEP_SECONDS)
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -202,7 +203,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _view(rollout: Any, base_url: str, metrics_url: str) -> Group:
+def _view(rollout: Any, base_url: str, cluster: LocalCluster) -> Group:
     """The live view: the versions and the rollout as `dsd rollout status` draws them, and the
     engines' queue gauges summed over ranks."""
     spec = rollout.desired.validated.spec
@@ -218,7 +219,7 @@ def _view(rollout: Any, base_url: str, metrics_url: str) -> Group:
         table.add_column(label, justify="right")
     try:
         healthy = httpx.get(f"{base_url}/v1/models", timeout=2).status_code == 200
-        totals = _sum_gauges(httpx.get(metrics_url, timeout=2).text)
+        totals = _sum_gauges(cluster.metrics(max_age_s=STEP_SECONDS))  # what the step just read
     except httpx.HTTPError as error:
         healthy, totals = False, {}
         table.caption = f"[yellow]{error}[/yellow]"
