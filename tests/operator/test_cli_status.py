@@ -74,6 +74,14 @@ def test_the_view_shows_versions_rollout_analysis_conditions_and_events() -> Non
                     "readyGroups": 4,
                     "desiredGroups": 4,
                     "queueDepth": 61.5,
+                    "lastScaling": {
+                        "fromGroups": 3,
+                        "toGroups": 4,
+                        "rule": "ScaleUp",
+                        "queueDepth": 1630,
+                        "reason": "level 1630 req -> forecast 1900; ... -> scale up to 4",
+                        "decidedAt": "2026-12-01T11:50:00Z",
+                    },
                 },
                 {
                     "version": "v2",
@@ -159,6 +167,7 @@ def test_the_view_shows_versions_rollout_analysis_conditions_and_events() -> Non
         "32 redundant, EPLB balance 0.93",
         "groups: 5 ready of 5 desired",
         "61.5",
+        "3 → 4 ScaleUp at 1630",
     ):
         assert expected in text, text
     rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.count("│") >= 5}

@@ -849,7 +849,9 @@ class VersionTraffic(ApiModel):
     desired_groups: int | None = None
     """Groups its Ray Serve application aims for (the autoscaler's target)."""
     queue_depth: float | None = None
-    """Running + waiting requests over its groups, as its autoscaler last saw them."""
+    """Running + waiting requests over its groups, live (`dsd run`). The operator leaves it unset:
+    a live number would rewrite the status at every pass. The queue depth at each change of the
+    group count is in `lastScaling`, and the dashboard's panel shows it live."""
     last_scaling: ScalingRecord | None = None
     """Its autoscaler's last change of the group count, read from the Serve controller's log when
     the operator saw the count change (`dsd run` prints the same decisions)."""

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from deepseek_operator.api import constants
 from deepseek_operator.api.constants import ManualAction
-from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentStatus
+from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentStatus, ScalingRecord
 from deepseek_operator.cli._app import app, console, err_console
 
 rollout_app = typer.Typer(help="Watch and steer canary rollouts.", no_args_is_help=True)
@@ -169,6 +169,14 @@ def status(
         pass
 
 
+def _scaling(record: ScalingRecord | None) -> str:
+    """'3 → 4 ScaleUp at 1630, 11:50:00' (the reason in full is in the Event and the status)."""
+    if record is None:
+        return ""
+    at = f", {record.decided_at:%H:%M:%S}" if record.decided_at else ""
+    return f"{record.from_groups} → {record.to_groups} {record.rule} at {record.queue_depth:g}{at}"
+
+
 def rollout_view(body: dict[str, Any]) -> Group:
     """A deployment's rollout as tables (pure: the body in, rich renderables out)."""
     status = DeepSeekDeploymentStatus.model_validate(body.get("status") or {})
@@ -179,8 +187,10 @@ def rollout_view(body: dict[str, Any]) -> Group:
     parts: list[Any] = [f"{headline} — {status.message or ''}"]
 
     traffic = Table(title="versions", title_justify="left")
-    for column in ("version", "revision", "role", "weight", "ready groups", "desired groups", "queue depth"):
+    columns = ("version", "revision", "role", "weight", "ready groups", "desired groups", "queue depth")
+    for column in columns:
         traffic.add_column(column, justify="left" if column in ("version", "revision", "role") else "right")
+    traffic.add_column("last scaling (queue depth)")
     for entry in status.traffic:
         traffic.add_row(
             entry.version,
@@ -190,6 +200,7 @@ def rollout_view(body: dict[str, Any]) -> Group:
             str(entry.ready_groups),
             "" if entry.desired_groups is None else str(entry.desired_groups),
             "" if entry.queue_depth is None else f"{entry.queue_depth:g}",
+            _scaling(entry.last_scaling),
         )
     parts.append(traffic)
 
