@@ -92,9 +92,9 @@ URL_ANNOTATION = "testing.deepseek.serving.dev/url"
 DASHBOARD_URL_ANNOTATION = "testing.deepseek.serving.dev/dashboard-url"
 MANAGER = "kuberay-standin"
 SERVE_DETAILS_PATH: Final = "/api/serve/applications/"
+"""Ray's dashboard route for ``ServeInstanceDetails`` (KubeRay's ``ServeDetailsPath``)."""
 LOG_FILE_PATH: Final = "/api/v0/logs/file"
 """Ray's dashboard log API route (``ray/dashboard/modules/state/state_head.py``)."""
-"""Ray's dashboard route for ``ServeInstanceDetails`` (KubeRay's ``ServeDetailsPath``)."""
 
 
 @dataclass(frozen=True)

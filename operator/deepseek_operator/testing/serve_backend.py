@@ -263,8 +263,12 @@ class RayServeBackend:
         with open(path, encoding="utf-8", errors="replace") as log:
             tail = log.read().splitlines()[-lines:] if lines > 0 else []
         with self._lock:
-            shared = [_app_name(k, str(app.get("name", "default"))) for k, c in self._configs.items()
-                      for app in c.get("applications") or []]  # fmt: skip
+            configs = list(self._configs.items())
+        shared = [
+            _app_name(other, str(app.get("name", "default")))
+            for other, config in configs
+            for app in config.get("applications") or []
+        ]
         return rayservice_log_lines(tail, key, shared)
 
     def serve_details(self, key: str) -> dict[str, Any]:
