@@ -135,6 +135,9 @@ async def _serve(desired: DesiredDeployment, *, host: str, port: int, refresh: f
     started = time.monotonic()
     with err_console.status("starting Ray…"):
         cluster = LocalCluster(num_cpus=_cluster_cpus(desired), log_to_driver=ray_logs)
+    # ray.init installs its own SIGTERM handler, which aborts the driver (exit -6, no drain): take
+    # SIGTERM back so that `timeout`, systemd and `docker stop` stop it as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     proxy = WeightedProxy().start()
     rollout = LocalRollout(desired, cluster, proxy, listen=(host, port), now=lambda: datetime.now(UTC))  # noqa: TID251 - the shell's clock
     name = desired.validated.resource.metadata.name
