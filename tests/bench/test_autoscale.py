@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from deepseek_operator.bench.autoscale import (
     TICK_S,
@@ -219,6 +220,9 @@ def test_ours_runs_the_serving_policy_with_its_defaults() -> None:
     ours = OursPolicy(1, 16)
     assert ours.settings.cold_start_s == 600
     assert ours.settings.headroom == pytest.approx(0.1)
+    assert OursPolicy(1, 16, headroom_percent=25).settings.headroom == pytest.approx(0.25)
+    with pytest.raises(ValidationError, match="headroom_percent"):
+        OursPolicy(1, 16, headroom_percent=150)
     first = ours.decide(view(now_s=0, running=5000, ready_groups=4, target_groups=4))
     assert first == 4  # pending: the upscale delay
     assert ours.decide(view(now_s=20, running=5000, ready_groups=4, target_groups=4)) == 12
@@ -324,3 +328,10 @@ def test_the_bench_compares_every_policy_and_checks_the_goal() -> None:
     assert "x oracle" in text
     assert "llm-d-wva" in text
     assert TTFT_SLO_S == 2.0
+
+    # Another headroom for ours: 1.5 groups of load need 2 groups at 10 %, 3 at 60 %.
+    (wider,) = run_autoscale_bench(
+        traces=[short], cold_starts=[ColdStart("fast", 120.0, 180.0)], policies=("ours",), headroom_percent=60
+    )
+    assert by["ours"]["max_groups"] == 2
+    assert wider["max_groups"] == 3

@@ -487,14 +487,16 @@ def _result(
 
 
 class OursPolicy:
-    """``decide_scale`` with the serving defaults; the state carried between calls."""
+    """``decide_scale`` with the serving defaults (or another headroom); the state carried between calls."""
 
     name = "ours"
     period_s = 10.0
 
-    def __init__(self, min_groups: int, max_groups: int) -> None:
+    def __init__(self, min_groups: int, max_groups: int, *, headroom_percent: float | None = None) -> None:
         # The contract's defaults, mapped as the Ray Serve adapter maps them.
-        self.settings = scaling_settings(AutoscalingSettings(min_groups=min_groups, max_groups=max_groups))
+        chosen = {} if headroom_percent is None else {"headroom_percent": headroom_percent}
+        contract = AutoscalingSettings(min_groups=min_groups, max_groups=max_groups, **chosen)
+        self.settings = scaling_settings(contract)
         self.state = ScalingState()
 
     def decide(self, view: SimView) -> int:
@@ -749,10 +751,11 @@ def _policies(
     min_groups: int,
     max_groups: int,
     model: GroupModel,
+    headroom_percent: float | None,
 ) -> list[Policy]:
     per_rank_plan = model.slots / model.data_parallel_size
     makers: dict[str, Callable[[], Policy]] = {
-        "ours": lambda: OursPolicy(min_groups, max_groups),
+        "ours": lambda: OursPolicy(min_groups, max_groups, headroom_percent=headroom_percent),
         "ray-serve": lambda: RayServePolicy(
             min_groups, max_groups, target_ongoing_requests=2.0, name="ray-serve"
         ),
@@ -786,9 +789,13 @@ def run_autoscale_bench(
     model: GroupModel | None = None,
     min_groups: int = 1,
     max_groups: int | None = None,
+    headroom_percent: float | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[dict[str, Any]]:
     """Every policy on every trace and cold-start case; one row each, with ratios and goal checks.
+
+    ``headroom_percent`` runs ours with another ``autoscaling.headroomPercent`` than the default:
+    what headroom a trace needs, and what it costs.
 
     Rows carry ``gpu_hours_vs_oracle``, ``gpu_hours_vs_<baseline>`` and, on ``ours`` rows,
     ``meets_goal`` (≥ 99 % SLO, ≤ 1.15 × the oracle's GPU-hours, and ahead of each default by
@@ -808,7 +815,7 @@ def run_autoscale_bench(
             # Every policy starts with what the oracle holds over the warm-up (no decisions then).
             initial = int(oracle_start[: int(WARMUP_S) + 1].max(initial=min_groups))
             results = {}
-            for policy in _policies(policies, trace, cold_start, min_groups, bound, model):
+            for policy in _policies(policies, trace, cold_start, min_groups, bound, model, headroom_percent):
                 progress(f"{trace.name} / {cold_start.name} / {policy.name} ({len(trace):,} requests)")
                 results[policy.name] = simulate(
                     trace,

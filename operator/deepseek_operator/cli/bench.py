@@ -268,6 +268,15 @@ def bench_autoscale(
         typer.Option(help="CSV trace (arrival_s,prompt_tokens,output_tokens) instead of the seeded ones."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the traces and of the cold starts.")] = 0,
+    headroom_percent: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=100,
+            help="Run ours with this autoscaling.headroomPercent (default: the spec's default, 10): "
+            "what headroom a trace needs, and what it costs.",
+        ),
+    ] = None,
 ) -> None:
     """TTFT-SLO attainment, GPU-hours, scale events and reversals: our group autoscaler against
     Ray Serve's default, HPA/KEDA on waiting requests, llm-d's saturation autoscaler and a
@@ -280,11 +289,17 @@ def bench_autoscale(
         err_console.print(f"[red]✗[/red] {bad}")
         raise typer.Exit(2) from None
     with err_console.status("simulating") as status:
-        rows = run_autoscale_bench(seed=seed, traces=traces, progress=lambda text: status.update(text))
+        rows = run_autoscale_bench(
+            seed=seed,
+            traces=traces,
+            headroom_percent=headroom_percent,
+            progress=lambda text: status.update(text),
+        )
     if as_json:
         console.print(json.dumps(rows, indent=2), markup=False)
         return
-    table = Table(title=f"dsd bench autoscale (seed {seed}, TTFT SLO {TTFT_SLO_S:g} s)")
+    headroom = "" if headroom_percent is None else f", ours at headroom {headroom_percent:g} %"
+    table = Table(title=f"dsd bench autoscale (seed {seed}, TTFT SLO {TTFT_SLO_S:g} s{headroom})")
     columns = (
         ("trace", "trace", "{}"),
         ("cold start", "cold_start", "{}"),
