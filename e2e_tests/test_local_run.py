@@ -6,6 +6,7 @@ on a laptop. Two groups of one rank each are two gangs; both must take requests.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -46,6 +47,7 @@ class DsdRun:
         self.port = free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "deepseek_operator", "run", str(manifest), "--port", str(self.port)],
+            env={**os.environ, "COLUMNS": "200"},  # the live view's columns uncut (it is not a terminal)
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -158,7 +160,8 @@ def test_dsd_run_adds_a_group_for_a_burst_and_removes_it_after_without_a_failed_
     tmp_path: Path,
 ) -> None:
     """Autoscaling 1..2 groups: `dsd run` prints each decision of the policy running in Ray Serve
-    (with its reason); the second group answers during the burst and leaves after it, drained."""
+    (with its reason), and its live view the last one; the second group answers during the burst
+    and leaves after it, drained."""
     document = tiny_document(tmp_path)
     del document["spec"]["groups"]
     document["spec"]["autoscaling"] = one_to_two_groups()
@@ -200,6 +203,8 @@ def test_dsd_run_adds_a_group_for_a_burst_and_removes_it_after_without_a_failed_
     assert code == 0, printed
     assert re.search(r"v1: 1 → 2 group\(s\), queue depth \d+.*\(ScaleUp: .*scale up to 2", printed), printed
     assert re.search(r"v1: 2 → 1 group\(s\).*\(ScaleDown: ", printed), printed
+    # Not a terminal: the live view's last frame is printed once, on exit.
+    assert re.search(r"\bv1\b.*2 → 1 ScaleDown at \d", printed), printed
     assert burst.failures == [], burst.failures[:5]
     assert witness.failures == [], witness.failures[:5]
     assert witness.answered >= 40, witness.answered

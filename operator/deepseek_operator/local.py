@@ -24,6 +24,7 @@ import yaml
 from deepseek_operator.api.constants import Reason
 from deepseek_operator.api.v1alpha1 import DeepSeekDeploymentStatus
 from deepseek_operator.desired import DesiredDeployment, DesiredVersion
+from deepseek_operator.k8s.observe import last_scaling
 from deepseek_operator.k8s.prometheus import measure_due
 from deepseek_operator.render import ray_service_name
 from deepseek_operator.rollout import (
@@ -42,6 +43,8 @@ __all__ = ["LocalRollout"]
 
 LOCAL_NAMESPACE = "local"
 """The namespace analysis queries name (`dsd run` has none)."""
+RECENT_DECISIONS = 100
+"""Autoscaler decisions remembered: more than the live versions' last ones."""
 
 
 @dataclass
@@ -57,6 +60,10 @@ class LocalRollout:
     prometheus: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=10))
     status: DeepSeekDeploymentStatus = field(default_factory=DeepSeekDeploymentStatus)
     decision: LifecycleDecision | None = None
+    scaling_decisions: list[dict[str, Any]] = field(default_factory=list)
+    """The autoscaler's decisions the last step read from the Serve controller's log, oldest first."""
+    _decisions: list[dict[str, Any]] = field(default_factory=list)
+    """Its recent decisions (``RECENT_DECISIONS``), where each version's last scaling is found."""
     _apps: dict[VersionRef, dict[str, Any]] = field(default_factory=dict)
     """The application config each live version runs, by version."""
     _rolled_out: bool = False
@@ -72,6 +79,8 @@ class LocalRollout:
     async def step(self) -> LifecycleDecision:
         """One pass: observe Ray Serve, decide, deploy, route; the status is updated in place."""
         now = self.now().replace(microsecond=0)
+        self.scaling_decisions = self.cluster.new_scaling_decisions()
+        self._decisions = [*self._decisions, *self.scaling_decisions][-RECENT_DECISIONS:]
         observed = self._observe(now)
         spec = self.desired.validated.spec
         measurements = await measure_due(
@@ -129,6 +138,7 @@ class LocalRollout:
             if app is None:
                 continue
             ranks = int(config["args"].get("dataParallelSize") or 1)
+            desired_groups = app.target_replicas // ranks
             failed = app.status in ("DEPLOY_FAILED", "UNHEALTHY")
             observed[ref] = ObservedVersion(
                 ref=ref,
@@ -137,8 +147,9 @@ class LocalRollout:
                 failed=failed,
                 message=root_error(app.message) if failed else app.status.lower(),
                 ready_groups=app.running_replicas // ranks,
-                desired_groups=app.target_replicas // ranks,
+                desired_groups=desired_groups,
                 queue_depth=depths.get((ref.name, ref.revision)),
+                last_scaling=last_scaling(self._decisions, version=ref.name, to_groups=desired_groups),
                 observed_at=now,
             )
         return observed

@@ -252,10 +252,8 @@ class Reconciler:
             why = entry.last_scaling if entry is not None else None
             was = entry.desired_groups if entry is not None else None
             if details is not None and None not in (was, seen.desired_groups) and seen.desired_groups != was:
-                controller_log = await self.serve.controller_log(child.body, details) or []
-                why = last_scaling(
-                    controller_log, version=child.version.name, to_groups=seen.desired_groups or 0
-                )
+                decisions = await self.serve.scaling_decisions(child.body, details) or []
+                why = last_scaling(decisions, version=child.version.name, to_groups=seen.desired_groups or 0)
             observed[child.version] = replace(seen, last_scaling=why)
         return observed
 

@@ -197,15 +197,17 @@ def test_the_operator_reads_each_logged_decision_back_as_its_scaling_record(
         scaler(context(busy, running_replicas=2, target_replicas=2, now=now))
     lines = [f"INFO 2026-12-03 controller 1 -- {r.getMessage()}" for r in caplog.records]
 
-    record = last_scaling(["Controller starting", *lines], version="v1", to_groups=4)
+    record = last_scaling(decisions_in_log(["Controller starting", *lines]), version="v1", to_groups=4)
     assert record is not None
     assert (record.from_groups, record.to_groups, record.rule, record.queue_depth) == (1, 4, "ScaleUp", 400)
     assert record.decided_at is not None
     assert record.decided_at.timestamp() == now
     assert record.describe().startswith("ScaleUp at queue depth 400: level 400 req")
-    assert last_scaling(lines, version="v2", to_groups=4) is None  # another version's
-    assert last_scaling(lines, version="v1", to_groups=3) is None  # not the count seen
-    assert last_scaling([lines[0].replace('"rule"', '"rules"')], version="v1", to_groups=4) is None
+    decisions = decisions_in_log(lines)
+    assert last_scaling(decisions, version="v2", to_groups=4) is None  # another version's
+    assert last_scaling(decisions, version="v1", to_groups=3) is None  # not the count seen
+    garbled = decisions_in_log([lines[0].replace('"rule"', '"rules"')])
+    assert last_scaling(garbled, version="v1", to_groups=4) is None
 
 
 def test_settings_from_the_contract() -> None:

@@ -16,7 +16,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -146,6 +146,7 @@ async def _serve(desired: DesiredDeployment, *, host: str, port: int, refresh: f
         with err_console.status("loading the model (about 30 s on a laptop CPU)…"):
             while not rollout.serving():
                 await rollout.step()
+                _print_scaling(rollout.scaling_decisions)
                 problem = rollout.problem()
                 if (
                     problem
@@ -166,8 +167,7 @@ async def _serve(desired: DesiredDeployment, *, host: str, port: int, refresh: f
             last = 0.0
             while True:
                 await rollout.step()
-                for decision in cluster.new_scaling_decisions():
-                    console.print(_scaling_line(decision))
+                _print_scaling(rollout.scaling_decisions)
                 if time.monotonic() - last >= refresh:
                     live.update(_view(rollout, base_url, cluster))
                     last = time.monotonic()
@@ -180,8 +180,13 @@ async def _serve(desired: DesiredDeployment, *, host: str, port: int, refresh: f
         await rollout.prometheus.aclose()
 
 
+def _print_scaling(decisions: Sequence[Mapping[str, Any]]) -> None:
+    """Each autoscaler decision, one line above the live view."""
+    for decision in decisions:
+        console.print(_scaling_line(decision))
+
+
 def _scaling_line(decision: Mapping[str, Any]) -> str:
-    """One autoscaler decision as `dsd run` prints it above the live view."""
     at = datetime.fromtimestamp(float(decision["time_s"]), UTC).strftime("%H:%M:%S")
     return (
         f"{at} [bold]{decision['version']}[/bold]: {decision['from_groups']} → {decision['to_groups']} "

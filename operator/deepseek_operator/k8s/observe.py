@@ -7,12 +7,12 @@ the version's `engine-ranks` deployment (one replica per DP rank), read from Ray
 yet) a serving RayService counts its configured groups, and one that does not serve counts none.
 Why the group count changed is in the Serve controller's log, one line per decision of our
 autoscaling policy (`deepseek_serving.autoscaling.decisions_in_log`), read through the same
-dashboard's log API.
+dashboard's log API (`dsd run` reads the log file).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +24,6 @@ from deepseek_operator.api.v1alpha1 import ScalingRecord
 from deepseek_operator.render import ray_service_name
 from deepseek_operator.rollout import ObservedVersion, VersionRef
 from deepseek_operator.status.serve_errors import FAILED_STATUSES, application_root_error
-from deepseek_serving.autoscaling import decisions_in_log
 from deepseek_serving.llm_config import SERVE_DEPLOYMENT_NAME
 
 __all__ = ["child_version", "last_scaling", "observe_version", "version_ref_of"]
@@ -120,11 +119,13 @@ def observe_version(
     )
 
 
-def last_scaling(controller_log: Iterable[str], *, version: str, to_groups: int) -> ScalingRecord | None:
-    """The autoscaler's newest decision in the Serve controller's log that set `version`'s target to
-    `to_groups`; None when none is there (Ray's own cold-start path from zero groups, a log rotated
-    away or unreadable) or it does not read as one."""
-    for decision in reversed(decisions_in_log(controller_log)):
+def last_scaling(
+    decisions: Sequence[Mapping[str, Any]], *, version: str, to_groups: int
+) -> ScalingRecord | None:
+    """The newest of the autoscaler's logged decisions (``decisions_in_log``, oldest first) that set
+    `version`'s target to `to_groups`; None when none did (Ray's own cold-start path from zero
+    groups, a log rotated away or unreadable) or it does not read as one."""
+    for decision in reversed(decisions):
         if decision.get("version") == version and decision.get("to_groups") == to_groups:
             try:
                 decided_s = float(decision["time_s"])

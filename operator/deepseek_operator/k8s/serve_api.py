@@ -8,7 +8,7 @@ an unreachable dashboard is logged once per RayService and counts as unknown.
 
 The same dashboard's log API (`GET /api/v0/logs/file`) returns the tail of the Serve
 controller's log, where our autoscaling policy writes why it changed the group count; it is read
-only when the group count changed.
+only when the group count changed, and only its decisions are kept (`decisions_in_log`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+
+from deepseek_serving.autoscaling import decisions_in_log
 
 __all__ = ["ServeObserver"]
 
@@ -48,8 +50,8 @@ class ServeObserver:
     async def details(self, ray_service: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The RayService's `ServeInstanceDetails` JSON, at most `ttl_seconds` old and read after
         the RayService's last change (None: unknown)."""
+        namespace, name = _namespaced_name(ray_service)
         metadata = ray_service["metadata"]
-        namespace, name = metadata.get("namespace") or "default", metadata["name"]
         key = (namespace, name, str(metadata.get("uid", "")))
         # A RayService that changed since the read (KubeRay's status says a deployment is
         # UPSCALING, say) is news from Serve: the cached answer predates it.
@@ -74,10 +76,11 @@ class ServeObserver:
         self._cache[key] = (time.monotonic(), seen, details)
         return details
 
-    async def controller_log(
+    async def scaling_decisions(
         self, ray_service: Mapping[str, Any], details: Mapping[str, Any]
-    ) -> list[str] | None:
-        """The last `CONTROLLER_LOG_LINES` lines of the Serve controller's log (None: unknown).
+    ) -> list[dict[str, Any]] | None:
+        """Our autoscaler's decisions in the last `CONTROLLER_LOG_LINES` lines of the Serve
+        controller's log, oldest first (None: the log is unknown).
 
         `details` is the RayService's `ServeInstanceDetails`: its `controller_info` names the
         node and the log file (relative to Ray's log directory, with a leading "/" that the log
@@ -86,8 +89,7 @@ class ServeObserver:
         node_id, log_file = controller.get("node_id"), controller.get("log_file_path")
         if not node_id or not log_file:
             return None
-        metadata = ray_service["metadata"]
-        namespace, name = metadata.get("namespace") or "default", metadata["name"]
+        namespace, name = _namespaced_name(ray_service)
         params = {"node_id": node_id, "filename": str(log_file).lstrip("/"), "lines": CONTROLLER_LOG_LINES}
         try:
             response = await self._client.get(self._base_url(namespace, name) + LOG_FILE_PATH, params=params)
@@ -95,7 +97,7 @@ class ServeObserver:
         except httpx.HTTPError as error:
             logger.warning("The Serve controller's log of %s/%s is unavailable: %s", namespace, name, error)
             return None
-        return response.text.splitlines()
+        return decisions_in_log(response.text.splitlines())
 
     def _base_url(self, namespace: str, name: str) -> str:
         return self._template.format(name=name, namespace=namespace).rstrip("/")
@@ -106,3 +108,8 @@ class ServeObserver:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _namespaced_name(ray_service: Mapping[str, Any]) -> tuple[str, str]:
+    metadata = ray_service["metadata"]
+    return metadata.get("namespace") or "default", metadata["name"]
