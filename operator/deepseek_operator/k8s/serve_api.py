@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from deepseek_operator.k8s.cache import ObjectCache
 from deepseek_serving.autoscaling import decisions_in_log
 
 __all__ = ["ServeObserver"]
@@ -50,7 +51,7 @@ class ServeObserver:
     async def details(self, ray_service: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The RayService's `ServeInstanceDetails` JSON, at most `ttl_seconds` old and read after
         the RayService's last change (None: unknown)."""
-        namespace, name = _namespaced_name(ray_service)
+        namespace, name = ObjectCache.key_of(ray_service)
         metadata = ray_service["metadata"]
         key = (namespace, name, str(metadata.get("uid", "")))
         # A RayService that changed since the read (KubeRay's status says a deployment is
@@ -89,7 +90,7 @@ class ServeObserver:
         node_id, log_file = controller.get("node_id"), controller.get("log_file_path")
         if not node_id or not log_file:
             return None
-        namespace, name = _namespaced_name(ray_service)
+        namespace, name = ObjectCache.key_of(ray_service)
         params = {"node_id": node_id, "filename": str(log_file).lstrip("/"), "lines": CONTROLLER_LOG_LINES}
         try:
             response = await self._client.get(self._base_url(namespace, name) + LOG_FILE_PATH, params=params)
@@ -108,8 +109,3 @@ class ServeObserver:
 
     async def close(self) -> None:
         await self._client.aclose()
-
-
-def _namespaced_name(ray_service: Mapping[str, Any]) -> tuple[str, str]:
-    metadata = ray_service["metadata"]
-    return metadata.get("namespace") or "default", metadata["name"]
