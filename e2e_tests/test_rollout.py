@@ -134,7 +134,12 @@ def test_a_good_version_is_promoted_and_a_slow_one_rolled_back(
     assert "latency" in status["rollout"]["message"]
     degraded = cluster.condition("tiny", "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "AnalysisFailed")
-    assert any(event.reason == "RolledBack" and event.type == "Warning" for event in cluster.events("tiny"))
+    # The operator writes the status, then posts the pass's Events: the Event may trail the status.
+    eventually(
+        lambda: any(e.reason == "RolledBack" and e.type == "Warning" for e in cluster.events("tiny")),
+        timeout=30,
+        what="RolledBack Warning Event",
+    )
     eventually(lambda: set(cluster.ray_services_by_version("tiny")) == {"v2"}, timeout=120, what="v3 removed")
     client.stop()
     time.sleep(1)

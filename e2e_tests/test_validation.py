@@ -34,5 +34,6 @@ def test_invalid_parallelism_is_refused_with_its_field_path(
 
     condition = eventually(degraded, timeout=60, what="Degraded=True")
     assert expected in condition["message"]
-    assert [event.type for event in cluster.events("tiny")] == ["Warning"]
+    # The Event is posted after the status is written.
+    eventually(lambda: [e.type for e in cluster.events("tiny")] == ["Warning"], timeout=30, what="a Warning")
     assert cluster.ray_service_names() == set()
