@@ -106,6 +106,9 @@ def _run_deployment_life(api: Any, kubeconfig: Path, directory: Path, audit: Aud
     }
     operator = OperatorProcess(kubeconfig, directory / "operator.log", env=env)
     with operator:
+        # The deployment comes after the ConfigMap's listing, so the operator reads the ConfigMap
+        # it names with a GET (the permission under test) rather than keeping it from the watch.
+        eventually(lambda: _watches(audit, "configmaps"), timeout=30)
 
         def status() -> dict[str, Any]:
             found = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "tiny")
@@ -129,6 +132,10 @@ def _run_deployment_life(api: Any, kubeconfig: Path, directory: Path, audit: Aud
         eventually(retired, timeout=45)
     # Stopped (SIGTERM): kopf's clean-up requests are in the log too.
     return Run(list(audit.requests), configuration, operator.output)
+
+
+def _watches(audit: AuditLog, resource: str) -> bool:
+    return any(request.verb == "watch" and request.resource == resource for request in audit.requests)
 
 
 def _granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
