@@ -49,6 +49,10 @@ def test_bench_rows_with_our_port_as_reference() -> None:
         assert row["reference_source"] == "port"
         if row["scored_on"] == "itself":  # planned and scored on the same load: never slower
             assert row["never_slower"], row["case"]
+        # No placement's step is under the compute floor (the cost tests check it per GPU).
+        for name in ("ours", *REFERENCE_NAMES):
+            if row[f"{name}_step_us"] is not None:
+                assert 0 < row["compute_floor_us"] <= row[f"{name}_step_us"], (row["case"], name)
         hier = row["nodes"] in (4, 8)
         assert (row["deepseek_hierarchical_step_us"] is not None) == hier
         assert row["vllm_default_step_us"] == (

@@ -105,6 +105,36 @@ def test_one_node_nvlink_by_hand() -> None:
     np.testing.assert_allclose(prediction.compute_us, [[8 * (1 - math.exp(-100))] * 2])
 
 
+def test_compute_floor_by_hand() -> None:
+    # Two experts on two GPUs, top-1, 100 tokens per GPU: 150 and 50 tokens, both below the knee
+    # (667), so each costs one weight read (4 µs); at 2,000 tokens per GPU, 3,000 and 1,000 tokens
+    # are past the knee and cost 18 and 6 µs.
+    model = _model(100)
+    floor = model.compute_floor_us([[3.0, 1.0]], num_gpus=2)
+    np.testing.assert_allclose(floor, [(4 * (1 - math.exp(-150)) + 4 * (1 - math.exp(-50))) / 2])
+    np.testing.assert_allclose(_model(2000).compute_floor_us([[3.0, 1.0]], num_gpus=2), [(18 + 6) / 2])
+
+
+@pytest.mark.parametrize("regime", [DECODE, PREFILL], ids=lambda regime: regime.name)
+def test_no_placement_computes_under_the_floor(regime: Regime) -> None:
+    """Random placements, with and without replicas and empty slots, and the planner's own."""
+    rng = np.random.default_rng(3)
+    topology = EplbTopology(
+        num_logical_experts=32, num_expert_groups=4, num_nodes=2, num_gpus=8, num_physical_experts=48
+    )
+    model = StepCostModel(gpu_figures()["H100"], regime=regime)
+    load = rng.lognormal(0.0, 1.0, (6, 32))
+    floor = model.compute_floor_us(load, topology.num_gpus)
+    placements = [plan_expert_placement(load, topology, cost=model).physical_to_logical]
+    for _ in range(20):
+        extra = rng.integers(-1, 32, (6, 16))  # redundant replicas or empty slots
+        placements.append(np.stack([rng.permutation(np.concatenate([np.arange(32), row])) for row in extra]))
+    slowest = [predict_step_time(p, load, topology, model).compute_us.max(axis=1) for p in placements]
+    assert all((s >= floor * (1 - 1e-12)).all() for s in slowest)
+    # Not a loose bound: the best of them is within 20 % of it.
+    assert min(float(s.mean()) for s in slowest) <= 1.2 * float(floor.mean())
+
+
 def test_node_limited_routing_bounds_the_nodes_a_token_reaches() -> None:
     # 4 groups of 4 experts on 4 nodes, a token picks 2 groups and 4 experts. Hierarchical: each
     # node holds one group (reached with 1/2); global: each node one expert of every group.

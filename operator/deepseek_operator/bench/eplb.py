@@ -12,8 +12,9 @@ Two kinds of rows (`run_eplb_bench`):
     itself, or a JSON list of them, a trace scored like the drifting one). For ours, vLLM's
     default policy, DeepSeek's hierarchical and global policies: the predicted slowest-GPU step
     (µs per MoE layer, `deepseek_serving.eplb.cost`) with its compute / NVLink / RDMA breakdown
-    and the RDMA megabytes each GPU sends; ours' runtime (p50 of full plans). The references are
-    the installed vLLM's code (`DefaultEplbPolicy.rebalance_experts`, and its
+    and the RDMA megabytes each GPU sends; the compute floor (`StepCostModel.compute_floor_us`: no
+    placement's busiest GPU computes for less); ours' runtime (p50 of full plans). The references
+    are the installed vLLM's code (`DefaultEplbPolicy.rebalance_experts`, and its
     ``rebalance_experts_hierarchical`` with the group's nodes, or with one node and one group),
     called as ``EplbState.rearrange`` calls them, or our exact numpy port of it without vLLM
     (`deepseek_serving.eplb.deepseek`; ``reference_source`` says which).
@@ -246,6 +247,9 @@ def _step_row(
         "reference_source": source if references else None,
         "vllm_default_policy": vllm_default_policy(topology),
         "gain_vs_vllm": gain,
+        "compute_floor_us": float(
+            np.mean([model.compute_floor_us(scored_on, topology.num_gpus).mean() for _, scored_on in plans])
+        ),
         "never_slower": never_slower,
         "gain_goal": (None if gain is None else gain >= GOAL_GAIN) if needs_gain else None,
         "meets_goal": bool(
@@ -413,6 +417,7 @@ _STEP_COLUMNS = (
     ("ours policy", "ours_policy", "{}"),
     ("ours µs", "ours_step_us", "{:.0f}"),
     ("cmp/nvl/rdma", None, ""),
+    ("cmp floor", "compute_floor_us", "{:.0f}"),
     ("vLLM µs", "vllm_default_step_us", "{:.0f}"),
     ("DS-hier µs", "deepseek_hierarchical_step_us", "{:.0f}"),
     ("DS-glob µs", "deepseek_global_step_us", "{:.0f}"),
@@ -452,7 +457,8 @@ def format_eplb_bench(rows: Sequence[Mapping[str, object]]) -> str:
         (
             "step",
             _STEP_COLUMNS,
-            "Predicted MoE layer step, slowest GPU (µs; ours: compute/NVLink/RDMA), RDMA MB sent per GPU, "
+            "Predicted MoE layer step, slowest GPU (µs; ours: compute/NVLink/RDMA; no placement's busiest "
+            "GPU computes under the floor), RDMA MB sent per GPU, "
             f"ours' runtime (references: {source or 'none'})",
         ),
         (

@@ -292,6 +292,16 @@ class StepCostModel:
         tokens: FloatArray = shares * (self.top_k(weight.shape[1]) * num_gpus * self.regime.tokens_per_gpu)
         return tokens
 
+    def compute_floor_us(self, load: npt.ArrayLike, num_gpus: int) -> FloatArray:
+        """``[layers]`` time under which no placement's slowest GPU computes (µs).
+
+        Every expert on one replica, spread perfectly over the GPUs: ``sum_e roofline(lambda_e) /
+        G``. A replica more never lowers the sum, because ``c * roofline(x / c) >= roofline(x)``
+        (``1 - exp(-x)`` is subadditive), and the slowest GPU carries at least the mean.
+        """
+        floor: FloatArray = self.slot_time_us(self.step_tokens(load, num_gpus)).sum(axis=1) / num_gpus
+        return floor
+
     def describe(self) -> str:
         """``decode, 128 tokens/GPU on H100`` for reasons and tables."""
         return f"{self.regime} on {self.gpu.name}"
