@@ -8,7 +8,8 @@ an unreachable dashboard is logged once per RayService and counts as unknown.
 
 The same dashboard's log API (`GET /api/v0/logs/file`) returns the tail of the Serve
 controller's log, where our autoscaling policy writes why it changed the group count; it is read
-only when the group count changed, and only its decisions are kept (`decisions_in_log`).
+only when the group count changed, at most once per read of the applications, and only its
+decisions are kept (`decisions_in_log`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class ServeObserver:
         self._cache: dict[tuple[str, str, str], tuple[float, str, Mapping[str, Any] | None]] = {}
         """(namespace, name, uid) -> (when read, the RayService's resourceVersion then, details)."""
         self._failing: set[tuple[str, str]] = set()
+        self._decisions: dict[tuple[str, str], tuple[Mapping[str, Any], list[dict[str, Any]] | None]] = {}
+        """(namespace, name) -> (the details the log was read with, its decisions). A pass that
+        applies observes twice; the second finds the same details and needs no second read."""
 
     @property
     def ttl_seconds(self) -> float:
@@ -91,7 +95,21 @@ class ServeObserver:
         if not node_id or not log_file:
             return None
         namespace, name = ObjectCache.key_of(ray_service)
-        params = {"node_id": node_id, "filename": str(log_file).lstrip("/"), "lines": CONTROLLER_LOG_LINES}
+        remembered = self._decisions.get((namespace, name))
+        if remembered is not None and remembered[0] is details:
+            return remembered[1]
+        decisions = await self._read_decisions(namespace, name, node_id, str(log_file))
+        self._decisions[(namespace, name)] = (details, decisions)
+        return decisions
+
+    async def _read_decisions(
+        self, namespace: str, name: str, node_id: str, log_file: str
+    ) -> list[dict[str, Any]] | None:
+        params: dict[str, str | int] = {
+            "node_id": node_id,
+            "filename": log_file.lstrip("/"),
+            "lines": CONTROLLER_LOG_LINES,
+        }
         try:
             response = await self._client.get(self._base_url(namespace, name) + LOG_FILE_PATH, params=params)
             response.raise_for_status()
@@ -106,6 +124,7 @@ class ServeObserver:
     def forget(self, namespace: str, name: str) -> None:
         self._cache = {key: value for key, value in self._cache.items() if key[:2] != (namespace, name)}
         self._failing.discard((namespace, name))
+        self._decisions.pop((namespace, name), None)
 
     async def close(self) -> None:
         await self._client.aclose()
