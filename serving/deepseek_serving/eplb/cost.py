@@ -293,11 +293,11 @@ class StepCostModel:
         return tokens
 
     def compute_floor_us(self, load: npt.ArrayLike, num_gpus: int) -> FloatArray:
-        """``[layers]`` time under which no placement's slowest GPU computes (µs).
+        """``[layers]`` compute time (µs) that no placement's busiest GPU goes under.
 
         Every expert on one replica, spread perfectly over the GPUs: ``sum_e roofline(lambda_e) /
         G``. A replica more never lowers the sum, because ``c * roofline(x / c) >= roofline(x)``
-        (``1 - exp(-x)`` is subadditive), and the slowest GPU carries at least the mean.
+        (``1 - exp(-x)`` is subadditive), and the busiest GPU computes at least the mean.
         """
         floor: FloatArray = self.slot_time_us(self.step_tokens(load, num_gpus)).sum(axis=1) / num_gpus
         return floor
