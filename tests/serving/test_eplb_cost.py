@@ -129,10 +129,10 @@ def test_no_placement_computes_under_the_floor(regime: Regime) -> None:
     for _ in range(20):
         extra = rng.integers(-1, 32, (6, 16))  # redundant replicas or empty slots
         placements.append(np.stack([rng.permutation(np.concatenate([np.arange(32), row])) for row in extra]))
-    slowest = [predict_step_time(p, load, topology, model).compute_us.max(axis=1) for p in placements]
-    assert all((s >= floor * (1 - 1e-12)).all() for s in slowest)
+    busiest = [predict_step_time(p, load, topology, model).compute_us.max(axis=1) for p in placements]
+    assert all((b >= floor * (1 - 1e-12)).all() for b in busiest)
     # Not a loose bound: the best of them is within 20 % of it.
-    assert min(float(s.mean()) for s in slowest) <= 1.2 * float(floor.mean())
+    assert min(float(b.mean()) for b in busiest) <= 1.2 * float(floor.mean())
 
 
 def test_node_limited_routing_bounds_the_nodes_a_token_reaches() -> None:
